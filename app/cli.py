@@ -1,0 +1,47 @@
+"""`readroom`: the workstation and its command line.
+
+Owns argument parsing only. Each command family lives in its own module (``app/cli_*.py``) exposing
+``register(subparsers)``; each registered command sets ``func(args) -> int``. The commands call the same
+core code paths as the GUI. With no command, the GUI starts.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMAND_MODULES = ["app.cli_gui", "app.cli_worklist", "app.cli_report", "app.cli_dictation", "app.cli_demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="readroom", description="ReadRoom teleradiology reading workstation")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more detail in the log (never patient data)")
+    sub = parser.add_subparsers(dest="command")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # that command family is not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    func = getattr(args, "func", None)
+    if func is None:
+        if "app.cli_gui" in sys.modules:
+            return sys.modules["app.cli_gui"].run_gui(args)
+        parser.print_help()
+        return 2
+    return int(func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
