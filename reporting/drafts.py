@@ -128,7 +128,7 @@ class Autosaver:
         self.saves = 0
         self.last_error: Exception | None = None
 
-    def start(self) -> "Autosaver":
+    def start(self) -> Autosaver:
         self._unsubscribe = self.report.subscribe(self._on_event)
         self._thread = threading.Thread(target=self._run, name="report-autosave", daemon=True)
         self._thread.start()
@@ -155,7 +155,7 @@ class Autosaver:
             self.store.save_snapshot(snapshot)
             self.saves += 1
             self.last_error = None
-        except Exception as exc:  # keep editing even if the disk is full; retry next tick
+        except Exception as exc:  # noqa: BLE001 - keep editing even if the disk is full; retry next tick
             self.last_error = exc
             log.error("Saving the report draft failed: %s", exc)
             with self._lock:

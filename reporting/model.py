@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from .templates import Field, Template, TemplateLibrary, default_library
 
@@ -21,7 +21,7 @@ ADDENDUM_FIELD = "addendum"
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 class ReportState(str, enum.Enum):
@@ -116,7 +116,7 @@ class StudyContext:
                 "workitem_uid": self.workitem_uid}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "StudyContext":
+    def from_dict(cls, d: dict) -> StudyContext:
         d = dict(d)
         d["instances"] = [InstanceRef(**i) for i in d.get("instances", [])]
         return cls(**d)
@@ -187,8 +187,8 @@ class CriticalResult:
         return any(c.read_back_confirmed for c in self.communications)
 
     def text(self) -> str:
-        lines = [f"CRITICAL RESULT (ACR category {self.category}, {ACR_CATEGORIES.get(self.category, '?')}): "
-                 f"{self.finding}"]
+        when = ACR_CATEGORIES.get(self.category, "?")
+        lines = [f"CRITICAL RESULT (ACR category {self.category}, {when}): {self.finding}"]
         lines += [c.sentence() for c in self.communications]
         if not self.communications:
             lines.append("Not yet communicated.")
@@ -473,7 +473,7 @@ class Report:
         }
 
     @classmethod
-    def from_dict(cls, d: dict, library: TemplateLibrary | None = None) -> "Report":
+    def from_dict(cls, d: dict, library: TemplateLibrary | None = None) -> Report:
         library = library or default_library()
         template = library.get(d["template_id"])
         r = cls(template, StudyContext.from_dict(d["study"]), report_id=d["report_id"],
@@ -504,7 +504,7 @@ class Report:
         d["text"] = self.render_text()
         return d
 
-    def start_addendum(self, who: Person, predecessor: PriorDocument) -> "Report":
+    def start_addendum(self, who: Person, predecessor: PriorDocument) -> Report:
         """A new report that amends the signed SR ``predecessor`` (this report's latest signed version).
 
         The new report carries this report's content; only its addendum text (and critical results) can change.

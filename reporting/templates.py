@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 FORMAT = "readroom-template/1"
@@ -32,7 +32,7 @@ class Code:
     meaning: str
 
     @classmethod
-    def from_json(cls, d: dict, where: str) -> "Code":
+    def from_json(cls, d: dict, where: str) -> Code:
         try:
             return cls(str(d["value"]), str(d["scheme"]), str(d["meaning"]))
         except (KeyError, TypeError) as exc:

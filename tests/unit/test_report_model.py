@@ -1,8 +1,20 @@
 """Report model: edits, focus, macros, events, states, critical results, serialisation."""
 import pytest
 
-from reporting.model import (ADDENDUM_FIELD, Communication, EventKind, InstanceRef, MeasurementLink, Person,
-                             PriorDocument, Report, ReportLockedError, ReportState, StateError, StudyContext)
+from reporting.model import (
+    ADDENDUM_FIELD,
+    Communication,
+    EventKind,
+    InstanceRef,
+    MeasurementLink,
+    Person,
+    PriorDocument,
+    Report,
+    ReportLockedError,
+    ReportState,
+    StateError,
+    StudyContext,
+)
 from reporting.templates import TemplateLibrary
 
 READER = Person("reader1", "Reader^One")
