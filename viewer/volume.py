@@ -49,3 +49,7 @@ class Volume:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.voxels.shape)
+
+
+# The loader lives in viewer/loader.py; re-exported here so `from viewer.volume import load_series` works.
+from viewer.loader import SeriesError, VolumeBuilder, load_series  # noqa: E402,F401
