@@ -1,0 +1,149 @@
+"""On-screen overlays of an image view: orientation letters, corner text, scale bar, calibration state, notices.
+
+Owns how these look and where they sit. What they say comes from the geometry (orientation letters are
+computed from the camera's screen axes mapped into patient LPS) and from ``Volume.metadata``. Patient text
+is drawn on screen only; nothing here logs it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from vtkmodules.vtkCommonCore import vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+from vtkmodules.vtkRenderingAnnotation import vtkCornerAnnotation
+from vtkmodules.vtkRenderingCore import vtkActor2D, vtkCoordinate, vtkPolyDataMapper2D, vtkTextActor
+
+_LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS: -x, +x ; -y, +y ; -z, +z
+
+
+def direction_letters(v) -> str:
+    """Orientation letters for a patient-space (LPS) direction, strongest component first ("L", "AS", ...)."""
+    try:  # the core's implementation wins once it exists
+        from viewer.orientation import direction_label  # type: ignore
+
+        return direction_label(v)
+    except ImportError:
+        pass
+    v = np.asarray(v, float)
+    n = np.linalg.norm(v)
+    if n == 0:
+        return ""
+    v = v / n
+    out = ""
+    for axis in np.argsort(-np.abs(v)):
+        if abs(v[axis]) >= 0.25 and len(out) < 3:
+            out += _LETTERS[axis][1 if v[axis] > 0 else 0]
+    return out
+
+
+def nice_length(max_mm: float) -> float:
+    """Largest 1/2/5 x 10^n not above ``max_mm`` (scale bar length)."""
+    if max_mm <= 0:
+        return 0.0
+    exp = math.floor(math.log10(max_mm))
+    for m in (5, 2, 1):
+        if m * 10 ** exp <= max_mm:
+            return m * 10 ** exp
+    return 10 ** exp
+
+
+class Overlays:
+    """The 2D actors drawn over one renderer; ``update`` positions them for the current camera."""
+
+    def __init__(self, renderer) -> None:
+        self.renderer = renderer
+        self.corners = vtkCornerAnnotation()
+        self.corners.SetMaximumFontSize(15)
+        self.corners.SetMinimumFontSize(9)
+        self.corners.GetTextProperty().SetColor(0.95, 0.95, 0.7)
+        self.corners.GetTextProperty().SetFontFamilyToCourier()
+        renderer.AddViewProp(self.corners)
+        self.letters: dict[str, vtkTextActor] = {}
+        for side in ("left", "right", "top", "bottom"):
+            t = vtkTextActor()
+            tp = t.GetTextProperty()
+            tp.SetFontSize(18)
+            tp.SetBold(True)
+            tp.SetColor(1.0, 0.85, 0.2)
+            tp.SetJustificationToCentered()
+            tp.SetVerticalJustificationToCentered()
+            t.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+            pos = {"left": (0.02, 0.5), "right": (0.98, 0.5), "top": (0.5, 0.97), "bottom": (0.5, 0.03)}[side]
+            t.SetPosition(*pos)
+            renderer.AddViewProp(t)
+            self.letters[side] = t
+        # scale bar: a polyline in display coordinates plus its label
+        self._bar_pts = vtkPoints()
+        self._bar_pts.SetNumberOfPoints(4)
+        lines = vtkCellArray()
+        lines.InsertNextCell(4)
+        for i in range(4):
+            lines.InsertCellPoint(i)
+        self._bar_poly = vtkPolyData()
+        self._bar_poly.SetPoints(self._bar_pts)
+        self._bar_poly.SetLines(lines)
+        m = vtkPolyDataMapper2D()
+        m.SetInputData(self._bar_poly)
+        c = vtkCoordinate()
+        c.SetCoordinateSystemToDisplay()
+        m.SetTransformCoordinate(c)
+        self.bar = vtkActor2D()
+        self.bar.SetMapper(m)
+        self.bar.GetProperty().SetColor(0.9, 0.9, 0.9)
+        self.bar.GetProperty().SetLineWidth(2)
+        renderer.AddViewProp(self.bar)
+        self.bar_label = vtkTextActor()
+        self.bar_label.GetTextProperty().SetFontSize(12)
+        self.bar_label.GetTextProperty().SetColor(0.9, 0.9, 0.9)
+        self.bar_label.GetTextProperty().SetJustificationToCentered()
+        renderer.AddViewProp(self.bar_label)
+        self.bar_mm = 0.0
+        self.notice = vtkTextActor()  # centre notice ("loading slice ...")
+        self.notice.GetTextProperty().SetFontSize(20)
+        self.notice.GetTextProperty().SetColor(1.0, 0.6, 0.2)
+        self.notice.GetTextProperty().SetJustificationToCentered()
+        self.notice.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+        self.notice.SetPosition(0.5, 0.5)
+        self.notice.SetVisibility(False)
+        renderer.AddViewProp(self.notice)
+
+    def set_letters(self, right_lps, down_lps) -> dict[str, str]:
+        right = direction_letters(right_lps)
+        left = direction_letters(-np.asarray(right_lps, float))
+        down = direction_letters(down_lps)
+        up = direction_letters(-np.asarray(down_lps, float))
+        out = {"left": left, "right": right, "top": up, "bottom": down}
+        for side, text in out.items():
+            self.letters[side].SetInput(text)
+        return out
+
+    def set_corners(self, texts: dict[int, str]) -> None:
+        """Corner texts by vtkCornerAnnotation index: 0 lower-left, 1 lower-right, 2 upper-left, 3 upper-right."""
+        for idx in range(4):
+            self.corners.SetText(idx, texts.get(idx, ""))
+
+    def set_scale_bar(self, mm_per_pixel: float | None, viewport_px: tuple[int, int], calibrated: bool = True) -> None:
+        """Horizontal scale bar at the bottom centre, about a fifth of the width, with its length in mm."""
+        w, h = viewport_px
+        if not mm_per_pixel or w < 20 or not calibrated:
+            self.bar.SetVisibility(False)
+            self.bar_label.SetVisibility(False)
+            self.bar_mm = 0.0
+            return
+        mm = nice_length(w * 0.2 * mm_per_pixel)
+        px = mm / mm_per_pixel
+        x0, y0 = (w - px) / 2.0, 0.08 * h
+        tick = 6
+        for i, (x, y) in enumerate(((x0, y0 + tick), (x0, y0), (x0 + px, y0), (x0 + px, y0 + tick))):
+            self._bar_pts.SetPoint(i, x, y, 0)
+        self._bar_pts.Modified()
+        self.bar_label.SetInput(f"{mm:g} mm")
+        self.bar_label.SetPosition(w / 2.0, y0 + 4)
+        self.bar.SetVisibility(True)
+        self.bar_label.SetVisibility(True)
+        self.bar_mm = mm
+
+    def set_notice(self, text: str | None) -> None:
+        self.notice.SetVisibility(bool(text))
+        self.notice.SetInput(text or "")
