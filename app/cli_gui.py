@@ -1,0 +1,78 @@
+"""`readroom` with no command (or `readroom gui`): open the workstation.
+
+Owns starting Qt: the application object, the theme, the sign-in dialog, and the main window. Also
+:func:`open_workstation`, used by ``readroom demo`` to open the window for an already signed-in session.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("gui", help="open the reading workstation (the default with no command)")
+    p.add_argument("--profile", help="server profile to sign in with (default: the last one used)")
+    p.set_defaults(func=run_gui)
+
+
+def application():
+    """The QApplication (created once), themed."""
+    from PySide6.QtWidgets import QApplication
+
+    from . import theme
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+        app.setApplicationName("ReadRoom")
+        app.setOrganizationName("ReadRoom")
+        theme.apply(app)
+    return app
+
+
+def open_workstation(session, settings=None):
+    """Main window for a signed-in :class:`app.session.ReaderSession`; shown and started."""
+    from .main_window import MainWindow
+    from .services import Workstation
+    from .settings import load_settings, save_settings
+
+    settings = settings or load_settings()
+    if settings.profile_name != session.profile.name:
+        settings.profile_name = session.profile.name
+        save_settings(settings)
+    window = MainWindow(Workstation(session, settings), settings)
+    window.show()
+    window.start()
+    return window
+
+
+def _initial_profile(name: str | None):
+    from cloud_client import profiles
+
+    from .settings import load_settings
+
+    try:
+        known = profiles.load_profiles()
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        known = {}
+    name = name or load_settings().profile_name
+    if name and name in known:
+        return known[name]
+    return next(iter(known.values()), None)
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    app = application()
+    from .login_dialog import LoginDialog
+
+    dialog = LoginDialog(_initial_profile(getattr(args, "profile", None)))
+    if not dialog.exec() or dialog.session is None:
+        return 1
+    window = open_workstation(dialog.session)
+    rc = app.exec()
+    window.ws.close()
+    return int(rc)

@@ -1,0 +1,157 @@
+"""The workstation shell without a cloud: window, settings persistence, idle lock, shortcuts, workers."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.gui
+
+pytest.importorskip("pytestqt")
+
+
+@pytest.fixture
+def offline_session():
+    """A signed-in session object for an archive that is not running (nothing listens on port 9)."""
+    from app.session import PasswordVerifier, ReaderSession
+    from cloud_client.profiles import ServerProfile
+    from cloud_client.session import DicomWebSession
+
+    profile = ServerProfile(name="offline", base_url="http://127.0.0.1:9/dicom-web", user="reader1",
+                            connect_timeout_s=0.5, timeout_s=1.0)
+    web = DicomWebSession(profile, password="pw")
+    return ReaderSession(profile=profile, web=web, user="reader1", roles={"reader"},
+                         verifier=PasswordVerifier.from_password("secret-pw"))
+
+
+@pytest.fixture
+def window(qtbot, offline_session):
+    from app.cli_gui import application, open_workstation
+
+    application()
+    win = open_workstation(offline_session)
+    qtbot.addWidget(win)
+    yield win
+    win.close()
+    from app.workers import wait_for_all
+
+    wait_for_all(5000)
+
+
+def test_window_opens_and_reports_unreachable_archive(window, qtbot):
+    assert window.isVisible()
+    assert window.windowTitle() == "ReadRoom - reader1"
+    # the worklist query runs off the GUI thread and its failure is shown in words, not a traceback
+    qtbot.waitUntil(lambda: window.worklist.notice.isVisible(), timeout=15000)
+    assert "cannot be reached" in window.worklist.notice.text()
+    assert "Traceback" not in window.worklist.notice.text()
+    assert window.status.outbox.text() in ("All reports sent",) or "waiting to send" in window.status.outbox.text()
+
+
+def test_settings_persist_across_sessions(qtbot):
+    from app.settings import WorkstationSettings, load_settings
+    from app.settings_dialog import SettingsDialog
+    from cloud_client import profiles
+    from cloud_client.profiles import ServerProfile
+
+    profile = ServerProfile(name="night", base_url="http://127.0.0.1:8042/dicom-web", user="reader1")
+    dlg = SettingsDialog(WorkstationSettings(profile_name="night"), profile, devices=["USB dictation mic"])
+    qtbot.addWidget(dlg)
+    dlg.cache_gb.setValue(7)
+    dlg.prefetch.setValue(5)
+    dlg.model_dir.setText("/opt/models/vosk-en")
+    dlg.microphone.setCurrentIndex(dlg.microphone.findData("USB dictation mic"))
+    from PySide6.QtGui import QKeySequence
+
+    dlg.ptt_key.setKeySequence(QKeySequence("F8"))
+    dlg.idle.setValue(3)
+    dlg.save()
+    assert dlg.result() == dlg.DialogCode.Accepted
+
+    again = load_settings()   # a new session reads what was saved
+    assert again.dictation_model_dir == "/opt/models/vosk-en"
+    assert again.microphone_device == "USB dictation mic"
+    assert again.push_to_talk_key == "F8"
+    assert again.idle_lock_minutes == 3
+    saved = profiles.get_profile("night")
+    assert saved.prefetch_count == 5
+    assert saved.cache_max_bytes == 7 * 1024 ** 3
+
+    # reopened dialog shows the saved values
+    dlg2 = SettingsDialog(again, saved, devices=[])
+    qtbot.addWidget(dlg2)
+    assert dlg2.cache_gb.value() == 7 and dlg2.prefetch.value() == 5
+    assert dlg2.microphone.currentData() == "USB dictation mic"   # kept though not connected now
+    assert "not connected" in dlg2.microphone.currentText()
+
+
+def test_settings_refuse_plain_http_to_remote_host(qtbot):
+    from app.settings import WorkstationSettings, settings_path
+    from app.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(WorkstationSettings(), None, devices=[])
+    qtbot.addWidget(dlg)
+    dlg.server.setText("http://pacs.example.org/dicom-web")
+    dlg.user.setText("reader1")
+    dlg.save()
+    assert not dlg.message.isHidden() and "http" in dlg.message.text()
+    assert not settings_path().exists()
+
+
+def test_idle_lock_hides_and_unlocks_with_password(window, qtbot):
+    window.idle.set_timeout_ms(50)
+    qtbot.waitUntil(lambda: window.lock_screen.locked, timeout=3000)
+    cover = window.lock_screen
+    assert cover.geometry() == window.rect()
+    cover.password.setText("wrong")
+    cover.try_unlock()
+    assert cover.locked and "not right" in cover.message.text()
+    window.idle.set_timeout_ms(0)
+    cover.password.setText("secret-pw")
+    cover.try_unlock()
+    assert not cover.locked
+
+
+def test_shortcuts_unique_and_bound(window):
+    from app import shortcuts
+
+    shortcuts.check_unique()
+    assert window.actions["refresh_worklist"].shortcut().toString() == "F5"
+    assert window.actions["lock"].shortcut().toString() == "Ctrl+L"
+    assert "qa_mode" not in window.actions            # reader1 is not a QA reviewer
+
+
+def test_task_runs_off_gui_thread_and_reports_progress(qtbot):
+    from app.cli_gui import application
+    from app.workers import run_task
+
+    application()
+    seen = {}
+    progress = []
+
+    def work(progress):
+        seen["thread"] = threading.current_thread()
+        for i in range(3):
+            progress(i)
+        return 42
+
+    results = []
+    run_task(work, on_done=results.append, on_progress=progress.append)
+    qtbot.waitUntil(lambda: results == [42], timeout=5000)
+    assert seen["thread"] is not threading.main_thread()
+    assert progress == [0, 1, 2]
+
+
+def test_task_error_is_worded_without_exception_text(qtbot):
+    from app.cli_gui import application
+    from app.workers import run_task
+
+    application()
+    errors = []
+
+    def boom():
+        raise KeyError("SYNTHETIC^PATIENT")
+
+    run_task(boom, on_error=lambda m, e: errors.append(m))
+    qtbot.waitUntil(lambda: bool(errors), timeout=5000)
+    assert "SYNTHETIC" not in errors[0] and "KeyError" in errors[0]
