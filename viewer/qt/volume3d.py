@@ -1,0 +1,185 @@
+"""3D volume rendering of a Volume in patient space: GPU ray casting where OpenGL allows, software ray casting else.
+
+Owns the choice of VTK volume mapper, the transfer-function presets (bone, soft tissue), the 3D camera
+(anterior view by default, trackball rotation) and the report of which renderer really ran
+(``VolumeView.backend``: the mapper mode VTK used plus the OpenGL renderer string, e.g. Mesa llvmpipe).
+The mapper reads the shared numpy buffer (``vtk_bridge``); the GPU path uploads it as a 3D texture.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
+from vtkmodules.util import numpy_support
+from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
+from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
+from vtkmodules.vtkRenderingCore import (
+    vtkColorTransferFunction,
+    vtkRenderer,
+    vtkVolume,
+    vtkVolumeProperty,
+    vtkWindowToImageFilter,
+)
+from vtkmodules.vtkRenderingVolume import vtkFixedPointVolumeRayCastMapper
+from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkSmartVolumeMapper
+
+from viewer.qt import vtk_bridge  # noqa: F401
+from viewer.qt.vtk_bridge import SharedImage, data_to_patient, to_vtk_matrix, volume_to_vtk_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumePreset:
+    """Transfer functions in modality units (HU for CT): colour points (value, r, g, b), opacity points."""
+
+    name: str
+    colors: tuple[tuple[float, float, float, float], ...]
+    opacity: tuple[tuple[float, float], ...]
+    shade: bool = True
+
+
+PRESETS_3D = {
+    "bone": VolumePreset("bone", ((-1000, 0, 0, 0), (150, 0.55, 0.25, 0.15), (300, 0.9, 0.82, 0.7),
+                                  (1500, 1.0, 1.0, 0.95)),
+                         ((-1000, 0.0), (150, 0.0), (300, 0.35), (1500, 0.9))),
+    "soft_tissue": VolumePreset("soft_tissue", ((-1000, 0, 0, 0), (-300, 0.6, 0.3, 0.2), (40, 0.9, 0.55, 0.45),
+                                                (300, 1.0, 0.9, 0.8), (1500, 1.0, 1.0, 1.0)),
+                                ((-1000, 0.0), (-300, 0.0), (-100, 0.04), (40, 0.12), (300, 0.3), (1500, 0.6))),
+}
+
+
+class VolumeView(QWidget):
+    """A 3D view. ``mode``: "auto" (GPU ray cast if possible, else software), "gpu", or "software"."""
+
+    def __init__(self, parent: QWidget | None = None, mode: str = "auto") -> None:
+        super().__init__(parent)
+        if mode not in ("auto", "gpu", "software"):
+            raise ValueError("mode must be auto, gpu or software")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.canvas = QVTKRenderWindowInteractor(self)
+        lay.addWidget(self.canvas)
+        self.render_window = self.canvas.GetRenderWindow()
+        self.renderer = vtkRenderer()
+        self.renderer.SetBackground(0.05, 0.05, 0.08)
+        self.render_window.AddRenderer(self.renderer)
+        self.canvas.GetRenderWindow().GetInteractor().SetInteractorStyle(vtkInteractorStyleTrackballCamera())
+        self.canvas.Initialize()
+        self.mode = mode
+        self.property = vtkVolumeProperty()
+        self.property.SetInterpolationTypeToLinear()
+        self.prop = vtkVolume()
+        self.prop.SetProperty(self.property)
+        self.mapper = None
+        self.volume = None
+        self.shared: SharedImage | None = None
+        self.preset = "bone"
+        self.backend = ""
+
+    def set_volume(self, volume, shared: SharedImage | None = None, preset: str = "bone") -> None:
+        if volume.voxels.ndim != 3:
+            raise ValueError("3D rendering needs a grey-scale volume")
+        self.volume = volume
+        self.shared = shared or volume_to_vtk_image(volume)
+        if self.mode == "software":
+            self.mapper = vtkFixedPointVolumeRayCastMapper()
+        else:
+            self.mapper = vtkSmartVolumeMapper()
+            if self.mode == "gpu":
+                self.mapper.SetRequestedRenderModeToGPU()
+            else:
+                self.mapper.SetRequestedRenderModeToDefault()
+        self.mapper.SetInputData(self.shared.image)
+        self.prop.SetMapper(self.mapper)
+        self.prop.SetUserMatrix(to_vtk_matrix(data_to_patient(volume)))
+        self.renderer.AddVolume(self.prop)
+        self.set_preset(preset, render=False)
+        self.reset_camera("anterior")
+
+    def set_preset(self, name: str, render: bool = True) -> None:
+        p = PRESETS_3D[name]
+        ctf = vtkColorTransferFunction()
+        for v, r, g, b in p.colors:
+            ctf.AddRGBPoint(v, r, g, b)
+        otf = vtkPiecewiseFunction()
+        for v, o in p.opacity:
+            otf.AddPoint(v, o)
+        self.property.SetColor(ctf)
+        self.property.SetScalarOpacity(otf)
+        self.property.SetShade(p.shade)
+        self.property.SetAmbient(0.3)
+        self.property.SetDiffuse(0.7)
+        self.property.SetSpecular(0.2)
+        self.preset = name
+        if render:
+            self.render()
+
+    def reset_camera(self, view: str = "anterior") -> None:
+        """Camera looking at the patient from ``view`` (anterior, posterior, left, right, superior)."""
+        dirs = {"anterior": ((0, 1, 0), (0, 0, 1)), "posterior": ((0, -1, 0), (0, 0, 1)),
+                "left": ((-1, 0, 0), (0, 0, 1)), "right": ((1, 0, 0), (0, 0, 1)),
+                "superior": ((0, 0, -1), (0, -1, 0))}
+        dop, up = (np.array(v, float) for v in dirs[view])
+        cam = self.renderer.GetActiveCamera()
+        b = self.prop.GetBounds()
+        centre = np.array([(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2])
+        cam.SetFocalPoint(*centre)
+        cam.SetPosition(*(centre - dop * 1000.0))
+        cam.SetViewUp(*up)
+        self.renderer.ResetCamera()
+
+    def render(self) -> None:
+        self.render_window.Render()
+        self.backend = self._describe_backend()
+
+    def _describe_backend(self) -> str:
+        if self.mapper is None:
+            return ""
+        if isinstance(self.mapper, vtkSmartVolumeMapper):
+            used = self.mapper.GetLastUsedRenderMode()
+            what = {vtkSmartVolumeMapper.GPURenderMode: "GPU ray cast",
+                    vtkSmartVolumeMapper.RayCastRenderMode: "software ray cast (fallback)"}.get(used, f"mode {used}")
+        else:
+            what = "software ray cast (fixed point)"
+        return f"{what}; OpenGL renderer: {gl_renderer(self.render_window)}"
+
+    def grab_rgb(self) -> np.ndarray:
+        self.render()
+        f = vtkWindowToImageFilter()
+        f.SetInput(self.render_window)
+        f.SetInputBufferTypeToRGB()
+        f.ReadFrontBufferOff()
+        f.Update()
+        img = f.GetOutput()
+        w, h, _ = img.GetDimensions()
+        return numpy_support.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, 3)[::-1].copy()
+
+    def save_png(self, path) -> None:
+        from vtkmodules.vtkIOImage import vtkPNGWriter
+
+        self.render()
+        f = vtkWindowToImageFilter()
+        f.SetInput(self.render_window)
+        f.SetInputBufferTypeToRGB()
+        f.ReadFrontBufferOff()
+        f.Update()
+        w = vtkPNGWriter()
+        w.SetFileName(str(path))
+        w.SetInputConnection(f.GetOutputPort())
+        w.Write()
+
+
+def gl_renderer(render_window) -> str:
+    """The OpenGL renderer string of a render window that has rendered (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)")."""
+    try:
+        caps = render_window.ReportCapabilities() or ""
+    except Exception:  # noqa: BLE001 - capabilities are diagnostic only
+        return "unknown"
+    for line in caps.splitlines():
+        if "renderer string" in line.lower():
+            return line.split(":", 1)[1].strip()
+    return "unknown"
