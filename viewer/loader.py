@@ -406,7 +406,7 @@ class VolumeBuilder:
         plan: list[list[tuple[int, float]]] = []
         acquired: list[bool] = []
         j = 0
-        snap = max(1e-3, 0.05 * grid_step)
+        snap = max(0.005, 0.002 * grid_step)       # only rounding noise counts as "the same position"
         for k in range(n_out):
             tk = t[0] + k * grid_step
             while j < n - 2 and t[j + 1] <= tk + 1e-9:
