@@ -42,9 +42,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pydicom
@@ -105,7 +104,7 @@ def read_dataset(path: str | os.PathLike, *, stop_before_pixels: bool = False) -
     except InvalidDicomError:
         try:
             ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SeriesError(f"not a readable DICOM file: {exc.__class__.__name__}", file=name) from exc
         if "SOPClassUID" not in ds and "Rows" not in ds:
             raise SeriesError("not a DICOM file (no DICOM preamble and no image attributes)", file=name,
@@ -117,7 +116,7 @@ def read_dataset(path: str | os.PathLike, *, stop_before_pixels: bool = False) -
             ds.file_meta = getattr(ds, "file_meta", None) or pydicom.dataset.FileMetaDataset()
             ds.file_meta.TransferSyntaxUID = tsuid
             warnings.append(f"{name}: no DICOM file header; transfer syntax assumed {tsuid.name}")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SeriesError(f"cannot read DICOM file: {exc.__class__.__name__}", file=name) from exc
     return ds, warnings
 
@@ -186,10 +185,10 @@ def _frames_of(ds: Dataset, src: int, label: str) -> list[_Frame]:
             ps = tuple(_floats(ds.PixelSpacing, 2, file=label, tag="(0028,0030)", what="Pixel Spacing"))
         if ps is not None and min(ps) <= 0:
             ps = None                      # "0\\0" is written by some modalities for "unknown"
-        if not enhanced or "PixelValueTransformationSequence" not in str(_fg_keys(ds, f)):
-            if "RescaleSlope" in ds or "RescaleIntercept" in ds:
-                slope = float(ds.get("RescaleSlope", 1) or 1)
-                intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        if (not enhanced or "PixelValueTransformationSequence" not in _fg_keys(ds, f)) and (
+                "RescaleSlope" in ds or "RescaleIntercept" in ds):
+            slope = float(ds.get("RescaleSlope", 1) or 1)
+            intercept = float(ds.get("RescaleIntercept", 0) or 0)
         out.append(_Frame(src=src, frame=frame, sop_uid=sop, ipp=ipp, iop=iop, pixel_spacing=ps,
                           slope=slope, intercept=intercept, order=(temporal, inst, f)))
     return out
@@ -239,7 +238,7 @@ class VolumeBuilder:
                               tag="(0028,0010)")
         self._metas = dict(images)
         self._check_consistent(images)
-        first_n, first = images[0]
+        _, first = images[0]
         self._first = first
         self._photometric = str(first.get("PhotometricInterpretation", "MONOCHROME2")).upper()
         self._spp = int(first.get("SamplesPerPixel", 1) or 1)
@@ -289,7 +288,7 @@ class VolumeBuilder:
 
     # ----------------------------------------------------------------------------------------------- planning
     def _check_consistent(self, images) -> None:
-        n0, first = images[0]
+        _, first = images[0]
         series = first.get("SeriesInstanceUID")
         for n, ds in images[1:]:
             if series and ds.get("SeriesInstanceUID") and ds.SeriesInstanceUID != series:
@@ -374,7 +373,7 @@ class VolumeBuilder:
         tol = max(0.02, 0.01 * step)
         kinds = []                       # per gap: regular | missing(m) | irregular
         for g in gaps:
-            m = int(round(g / step))
+            m = round(float(g / step))
             if abs(g - step) <= tol:
                 kinds.append(("regular", 1))
             elif m >= 2 and abs(g - m * step) <= max(tol, 0.1 * step):
@@ -401,7 +400,7 @@ class VolumeBuilder:
         if not missing and not irregular:
             n_out = n
         else:
-            n_out = int(round((t[-1] - t[0]) / step)) + 1
+            n_out = round(float((t[-1] - t[0]) / step)) + 1
         grid_step = (t[-1] - t[0]) / (n_out - 1)
         plan: list[list[tuple[int, float]]] = []
         acquired: list[bool] = []
@@ -656,7 +655,7 @@ class VolumeBuilder:
             name = getattr(tsuid, "name", str(tsuid))
             raise SeriesError(f"compressed with a transfer syntax no installed decoder supports ({name})",
                               file=label, tag="(0002,0010)") from exc
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SeriesError(f"pixel data cannot be decoded ({exc.__class__.__name__}: {exc})"[:300],
                               file=label, tag="(7FE0,0010)") from exc
         if self._color:
@@ -664,7 +663,7 @@ class VolumeBuilder:
                 from pydicom.pixels import apply_color_lut
                 try:
                     arr = apply_color_lut(arr, ds)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     raise SeriesError("palette colour lookup table cannot be applied", file=label,
                                       tag="(0028,1201)") from exc
             if arr.dtype != np.uint8:
@@ -690,7 +689,7 @@ class VolumeBuilder:
             from pydicom.pixels import apply_modality_lut
             try:
                 out = apply_modality_lut(img, ds)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise SeriesError("Modality LUT cannot be applied", file=label, tag="(0028,3000)") from exc
             out = out.astype(dtype, copy=False)
         elif np.issubdtype(dtype, np.integer):

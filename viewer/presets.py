@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources as _res
-from typing import Iterable
 
 import numpy as np
 

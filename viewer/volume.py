@@ -52,4 +52,4 @@ class Volume:
 
 
 # The loader lives in viewer/loader.py; re-exported here so `from viewer.volume import load_series` works.
-from viewer.loader import SeriesError, VolumeBuilder, load_series  # noqa: E402,F401
+from viewer.loader import SeriesError, VolumeBuilder, load_series  # noqa: F401
