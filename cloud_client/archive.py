@@ -1,0 +1,45 @@
+"""The narrow interface the reporting outbox uses to deliver signed reports to the archive.
+
+Owns :class:`ArchiveSink`: ``store(datasets)`` (STOW-RS; storing the same SOP instance again is harmless, so
+retries are idempotent) and ``complete_workitem(uid, output_sop_refs)`` (UPS-RS final-state Update, then
+COMPLETED, through :class:`~cloud_client.worklist.WorklistClient`). Connection problems and HTTP 5xx raise
+:class:`ArchiveUnavailable` so the outbox keeps the item and retries; :class:`AuthError` means "sign in again";
+other refusals raise :class:`RequestRejected` (the outbox should park the item and tell the user).
+"""
+from __future__ import annotations
+
+import pydicom
+
+from .audit import FAILURE, SUCCESS, AuditTrail
+from .errors import ArchiveUnavailable, AuthError, CloudError, RequestRejected
+from .session import DicomWebSession
+from .worklist import WorklistClient
+
+__all__ = ["ArchiveSink", "ArchiveUnavailable", "AuthError", "RequestRejected"]
+
+SopRef = tuple[str, str, str, str]  # (sop_class_uid, sop_instance_uid, series_uid, study_uid)
+
+
+class ArchiveSink:
+    """Store report objects and complete their workitem. Thread-safe as far as the session is."""
+
+    def __init__(self, session: DicomWebSession, worklist: WorklistClient | None = None, *,
+                 audit: AuditTrail | None = None) -> None:
+        self.session = session
+        self.audit = audit if audit is not None else AuditTrail()
+        self.worklist = worklist or WorklistClient(session, audit=self.audit)
+
+    def store(self, datasets: list[pydicom.Dataset]) -> None:
+        if not datasets:
+            return
+        studies = sorted({str(ds.StudyInstanceUID) for ds in datasets})
+        try:
+            self.session.stow(datasets)
+        except CloudError as exc:
+            self.audit.record("store", self.session.user, FAILURE, study_uids=studies, sop_count=len(datasets),
+                              detail=type(exc).__name__)
+            raise
+        self.audit.record("store", self.session.user, SUCCESS, study_uids=studies, sop_count=len(datasets))
+
+    def complete_workitem(self, workitem_uid: str, output_sop_refs: list[SopRef]) -> None:
+        self.worklist.complete(workitem_uid, output_sop_refs=output_sop_refs)

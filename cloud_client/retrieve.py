@@ -1,0 +1,471 @@
+"""Study retrieval: WADO-RS into the encrypted cache, the slice the viewer needs first, resumable.
+
+Owns the download plan and the fast path. For each study:
+
+1. QIDO-RS lists the series (with instance counts); the priority instance is the one asked for (``first``) or
+   the middle (by InstanceNumber) of the largest series; it is fetched on its own connection right away.
+2. Each series is streamed as one ``multipart/related`` WADO-RS response (one request per series is several
+   times faster than one per instance on Orthanc), series in parallel over the pooled session
+   (``profile.parallel_connections``). Parts are parsed as they arrive and handed to worker threads that
+   parse, encrypt and write them into the :class:`~cloud_client.cache.InstanceCache`, decode the pixels
+   (``decode=True``) and call ``on_instance(sop_uid, dataset)`` - all off the caller's thread.
+3. What is already cached is never fetched again: a partly cached series is completed instance by instance
+   when few are missing, or streamed with the cached parts skipped. A dropped connection or an archive restart
+   is retried with back-off (up to ``retry_for_s``) and resumes from what is cached.
+4. WADO-RS metadata of the study is fetched in parallel when ``on_metadata`` is given (for the viewer to lay
+   out the volume before pixels arrive).
+
+Transfer syntax: ``profile.transfer_syntaxes`` in order (``"*"`` = as stored); the next one is tried when the
+server refuses (HTTP 406/400). Callbacks run on worker threads; a GUI must hand them to its own thread.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import pydicom
+import requests
+
+from .audit import FAILURE, SUCCESS, AuditTrail
+from .cache import InstanceCache
+from .errors import ArchiveUnavailable, CloudError, FetchCancelled, RequestRejected
+from .multipart import MultipartError, boundary_of, iter_parts
+from .session import DicomWebSession, check_status
+
+log = logging.getLogger(__name__)
+
+# A partly cached series with at most this fraction missing is completed instance by instance.
+PER_INSTANCE_FRACTION = 0.25
+PER_INSTANCE_MAX = 24
+
+
+@dataclass
+class FetchProgress:
+    """Progress of one study retrieval (all counts include what came from the cache)."""
+
+    study_uid: str
+    instances_done: int
+    instances_total: int
+    bytes_done: int  # bytes received over the network in this fetch
+    elapsed_s: float
+    rate_bytes_s: float
+    eta_s: float | None
+    from_cache: int = 0
+
+    @property
+    def fraction(self) -> float:
+        return self.instances_done / self.instances_total if self.instances_total else 1.0
+
+
+@dataclass
+class FetchResult:
+    study_uid: str
+    instances_total: int
+    fetched: int
+    from_cache: int
+    bytes_fetched: int
+    seconds: float
+    first_instance_s: float | None
+    priority_sop_uid: str | None = None
+    transfer_syntax: str = "*"
+    retries: int = 0
+    series_uids: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.fetched + self.from_cache >= self.instances_total
+
+
+OnInstance = Callable[[str, pydicom.Dataset], None]
+OnProgress = Callable[[FetchProgress], None]
+
+
+class _Cancel:
+    def __init__(self, cancel) -> None:
+        self._c = cancel
+
+    def __call__(self) -> bool:
+        c = self._c
+        if c is None:
+            return False
+        if isinstance(c, threading.Event):
+            return c.is_set()
+        return bool(c())
+
+
+class _Run:
+    """State of one fetch_study call (shared by its threads)."""
+
+    def __init__(self, fetcher: StudyFetcher, study_uid: str, on_instance, on_progress, cancel) -> None:
+        self.f = fetcher
+        self.study_uid = study_uid
+        self.on_instance = on_instance
+        self.on_progress = on_progress
+        self.cancelled = _Cancel(cancel)
+        self.lock = threading.Lock()
+        self.done: set[str] = set()
+        self.t0 = time.perf_counter()
+        self.first_s: float | None = None
+        self.total = 0
+        self.fetched = 0
+        self.from_cache = 0
+        self.bytes = 0
+        self.retries = 0
+        self.ts = fetcher.session.profile.transfer_syntaxes[0]
+        self.workers = ThreadPoolExecutor(max_workers=fetcher.decode_workers, thread_name_prefix="rr-decode")
+        self.inflight = threading.BoundedSemaphore(fetcher.max_inflight_parts)
+        self.errors: list[BaseException] = []
+
+    def claim(self, sop_uid: str) -> bool:
+        with self.lock:
+            if sop_uid in self.done:
+                return False
+            self.done.add(sop_uid)
+            return True
+
+    def unclaim(self, sop_uid: str) -> None:
+        with self.lock:
+            self.done.discard(sop_uid)
+
+    def delivered(self, sop_uid: str, n_bytes: int, cached: bool) -> None:
+        with self.lock:
+            if self.first_s is None:
+                self.first_s = time.perf_counter() - self.t0
+            if cached:
+                self.from_cache += 1
+            else:
+                self.fetched += 1
+                self.bytes += n_bytes
+            progress = self._progress()
+        if self.on_progress is not None:
+            try:
+                self.on_progress(progress)
+            except Exception:  # a broken progress bar must not break the download
+                log.exception("progress callback failed")
+
+    def _progress(self) -> FetchProgress:
+        elapsed = time.perf_counter() - self.t0
+        done = self.fetched + self.from_cache
+        rate = self.bytes / elapsed if elapsed > 0 else 0.0
+        eta = None
+        if self.fetched and self.total:
+            per = elapsed / self.fetched
+            eta = max(0.0, (self.total - done) * per)
+        return FetchProgress(self.study_uid, done, self.total, self.bytes, elapsed, rate, eta, self.from_cache)
+
+    def check_cancel(self) -> None:
+        if self.cancelled():
+            raise FetchCancelled()
+
+
+class StudyFetcher:
+    """Fetches studies through one session into one cache. Thread-safe; one instance can serve many fetches."""
+
+    def __init__(self, session: DicomWebSession, cache: InstanceCache, *, audit: AuditTrail | None = None,
+                 decode: bool = True, retry_for_s: float = 60.0, decode_workers: int = 2,
+                 max_inflight_parts: int = 64) -> None:
+        self.session = session
+        self.cache = cache
+        self.audit = audit if audit is not None else AuditTrail()
+        self.decode = decode
+        self.retry_for_s = retry_for_s
+        self.decode_workers = decode_workers
+        self.max_inflight_parts = max_inflight_parts
+
+    # -- public -----------------------------------------------------------------------------------------------
+    def fetch_study(self, study_uid: str, *, on_progress: OnProgress | None = None,
+                    on_instance: OnInstance | None = None, on_metadata: Callable[[list[dict]], None] | None = None,
+                    first: str | None = None, cancel=None, series_uids: list[str] | None = None,
+                    pin: bool = False) -> FetchResult:
+        """Bring every instance of the study into the cache (or only ``series_uids``); see the module notes.
+
+        Raises FetchCancelled, AuthError, ArchiveUnavailable (after ``retry_for_s``) or another CloudError.
+        """
+        run = _Run(self, study_uid, on_instance, on_progress, cancel)
+        user = self.session.user
+        self.audit.record("retrieve-begin", user, study_uids=[study_uid])
+        if pin:
+            self.cache.pin(study_uid, "reading")
+        nets = ThreadPoolExecutor(max_workers=self.session.profile.parallel_connections + 2,
+                                  thread_name_prefix="rr-fetch")
+        try:
+            result = self._fetch(run, nets, first, on_metadata, series_uids)
+        except BaseException as exc:
+            run.workers.shutdown(wait=True, cancel_futures=True)
+            nets.shutdown(wait=True, cancel_futures=True)
+            self.audit.record("retrieve", user, FAILURE, study_uids=[study_uid], sop_count=run.fetched,
+                              detail=type(exc).__name__)
+            raise
+        nets.shutdown(wait=True)
+        self.audit.record("retrieve", user, SUCCESS, study_uids=[study_uid],
+                          sop_count=result.fetched + result.from_cache,
+                          detail=f"{result.fetched} fetched, {result.from_cache} cached")
+        return result
+
+    # -- plan and run -----------------------------------------------------------------------------------------
+    def _fetch(self, run: _Run, nets: ThreadPoolExecutor, first: str | None, on_metadata,
+               only_series: list[str] | None) -> FetchResult:
+        s = self.session
+        study = run.study_uid
+        series_rows = self._retry(run, lambda: s.qido_series(study, includefield=["00201209"]))
+        series = []  # (series_uid, count)
+        for row in series_rows:
+            uid = row.get("0020000E", {}).get("Value", [None])[0]
+            if not uid or (only_series and uid not in only_series):
+                continue
+            count = row.get("00201209", {}).get("Value", [0])[0]
+            series.append((uid, int(count or 0)))
+        if not series:
+            raise RequestRejected("The archive has no images for this study.", detail=f"study {study}")
+        run.total = sum(c for _, c in series)
+        cached = self.cache.cached_sop_uids(study)
+
+        meta_future: Future | None = None
+        if on_metadata is not None:
+            meta_future = nets.submit(self._metadata_task, run, on_metadata)
+
+        # Priority instance: requested, or the middle of the largest series.
+        prio_series, prio_sop = None, first
+        if prio_sop is None:
+            big_uid, big_n = max(series, key=lambda x: x[1])
+            try:
+                rows = s.qido_instances(study, big_uid, {"InstanceNumber": str(big_n // 2 + 1)}, limit=1) \
+                    if big_n > 2 else []
+            except CloudError:
+                rows = []
+            if rows:
+                prio_sop = rows[0].get("00080018", {}).get("Value", [None])[0]
+                prio_series = big_uid
+        futures: list[Future] = []
+        if prio_sop:
+            if prio_sop in cached:
+                self._deliver_cached(run, prio_sop)
+            else:
+                futures.append(nets.submit(self._instance_task, run, prio_series, prio_sop))
+
+        # Everything cached is delivered (from the cache) as well, so the viewer has one path for all slices.
+        if run.on_instance is not None and cached:
+            for sop in sorted(cached):
+                if run.claim(sop):
+                    run.workers.submit(self._deliver_cached_claimed, run, sop)
+        else:
+            for sop in cached:
+                if run.claim(sop):
+                    run.delivered(sop, 0, cached=True)
+
+        for uid, count in series:
+            futures.append(nets.submit(self._series_task, run, uid, count, bool(cached)))
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for fut in done:
+            exc = fut.exception()
+            if exc is not None:
+                raise exc
+        run.workers.shutdown(wait=True)
+        if run.errors:
+            raise run.errors[0]
+        if meta_future is not None:
+            meta_future.result()
+        # Anything the streams did not deliver (server changed the study meanwhile, or parts were refused)?
+        missing_total = run.total - (run.fetched + run.from_cache)
+        if missing_total > 0:
+            log.warning("Study fetch finished with %d instances missing", missing_total)
+        return FetchResult(study_uid=study, instances_total=run.total, fetched=run.fetched,
+                           from_cache=run.from_cache, bytes_fetched=run.bytes,
+                           seconds=time.perf_counter() - run.t0, first_instance_s=run.first_s,
+                           priority_sop_uid=prio_sop, transfer_syntax=run.ts, retries=run.retries,
+                           series_uids=[u for u, _ in series])
+
+    def _metadata_task(self, run: _Run, on_metadata) -> None:
+        meta = self._retry(run, lambda: self.session.metadata(run.study_uid))
+        on_metadata(meta)
+
+    # -- tasks ------------------------------------------------------------------------------------------------
+    def _instance_task(self, run: _Run, series_uid: str | None, sop_uid: str) -> None:
+        if series_uid is None:
+            path = f"studies/{run.study_uid}/instances/{sop_uid}"  # not standard; only used with a known series
+            rows = self.session.qido_instances(run.study_uid, None, {"SOPInstanceUID": sop_uid})
+            if rows:
+                series_uid = rows[0].get("0020000E", {}).get("Value", [None])[0]
+        if series_uid is None:
+            return
+        path = f"studies/{run.study_uid}/series/{series_uid}/instances/{sop_uid}"
+        self._retry(run, lambda: self._stream(run, path, series_uid, skip=set()))
+
+    def _series_task(self, run: _Run, series_uid: str, count: int, maybe_cached: bool) -> None:
+        path = f"studies/{run.study_uid}/series/{series_uid}"
+        attempt = 0
+        deadline = time.monotonic() + self.retry_for_s
+        while True:
+            run.check_cancel()
+            try:
+                if attempt == 0 and not maybe_cached:
+                    self._stream(run, path, series_uid, skip=set())
+                else:
+                    self._complete_series(run, series_uid)
+                return
+            except (ArchiveUnavailable, MultipartError, requests.exceptions.ChunkedEncodingError,
+                    requests.ConnectionError) as exc:
+                attempt += 1
+                run.retries += 1
+                if time.monotonic() > deadline:
+                    raise _as_unavailable(exc)
+                log.info("Series stream interrupted (%s); resuming from the cache", type(exc).__name__)
+                self._backoff(run, attempt)
+
+    def _complete_series(self, run: _Run, series_uid: str) -> None:
+        """Fetch what of the series is not cached yet: per instance when few are missing, else streamed."""
+        rows = self.session.qido_instances(run.study_uid, series_uid, includefield=["00200013"])
+        sops = [r.get("00080018", {}).get("Value", [None])[0] for r in rows]
+        sops = [x for x in sops if x]
+        with run.lock:
+            missing = [x for x in sops if x not in run.done and not self.cache.has(x)]
+        if not missing:
+            return
+        if len(missing) <= max(PER_INSTANCE_MAX, PER_INSTANCE_FRACTION * len(sops)) and len(missing) < len(sops):
+            n = self.session.profile.parallel_connections
+            with ThreadPoolExecutor(max_workers=n, thread_name_prefix="rr-inst") as ex:
+                futs = [ex.submit(self._stream, run, f"studies/{run.study_uid}/series/{series_uid}/instances/{x}",
+                                  series_uid, set()) for x in missing]
+                for f in futs:
+                    f.result()
+        else:
+            self._stream(run, f"studies/{run.study_uid}/series/{series_uid}", series_uid, skip=set(sops) - set(missing))
+
+    def _stream(self, run: _Run, path: str, series_uid: str, skip: set[str]) -> None:
+        """One WADO-RS request; every part goes to the workers. Transfer syntax falls back on 406/400."""
+        run.check_cancel()
+        resp = self._open(run, path)
+        try:
+            boundary = boundary_of(resp.headers.get("Content-Type", ""))
+            for headers, body in iter_parts(resp.iter_content(1 << 20), boundary):
+                run.check_cancel()
+                run.inflight.acquire()
+                try:
+                    run.workers.submit(self._store_part, run, series_uid, body, skip)
+                except BaseException:
+                    run.inflight.release()
+                    raise
+        finally:
+            resp.close()
+
+    def _open(self, run: _Run, path: str) -> requests.Response:
+        profile = self.session.profile
+        options = profile.transfer_syntaxes
+        start = options.index(run.ts) if run.ts in options else 0
+        last: Exception | None = None
+        for ts in options[start:]:
+            accept = f'multipart/related; type="application/dicom"; transfer-syntax={ts}'
+            try:
+                resp = self.session.http.get(self.session.url(path), headers={"Accept": accept}, stream=True)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise ArchiveUnavailable(detail=f"GET {path}: {type(exc).__name__}") from exc
+            if resp.status_code in (406, 400) and ts != options[-1]:
+                resp.close()
+                log.info("Archive refused transfer syntax %s; trying the next one", ts)
+                last = RequestRejected(f"transfer syntax {ts} refused", status=resp.status_code)
+                with run.lock:
+                    run.ts = options[min(options.index(ts) + 1, len(options) - 1)]
+                continue
+            try:
+                check_status(resp, (200,))
+            except BaseException:
+                resp.close()
+                raise
+            return resp
+        raise last or RequestRejected("No acceptable transfer syntax.")
+
+    def _store_part(self, run: _Run, series_uid: str, body: bytes, skip: set[str]) -> None:
+        try:
+            if run.cancelled():
+                return
+            ds = pydicom.dcmread(io.BytesIO(body))
+            sop = str(ds.SOPInstanceUID)
+            if sop in skip or not run.claim(sop):
+                return
+            try:
+                number = ds.get("InstanceNumber")
+                self.cache.put(sop, str(ds.StudyInstanceUID), str(ds.get("SeriesInstanceUID", series_uid)), body,
+                               int(number) if number not in (None, "") else None)
+            except BaseException:
+                run.unclaim(sop)
+                raise
+            if self.decode and "PixelData" in ds:
+                ds.pixel_array  # noqa: B018 - decodes once and keeps the array on the dataset
+            run.delivered(sop, len(body), cached=False)
+            if run.on_instance is not None:
+                run.on_instance(sop, ds)
+        except BaseException as exc:  # noqa: BLE001 - reported from fetch_study
+            with run.lock:
+                run.errors.append(exc)
+        finally:
+            run.inflight.release()
+
+    def _deliver_cached(self, run: _Run, sop: str) -> None:
+        if run.claim(sop):
+            self._deliver_cached_claimed(run, sop)
+
+    def _deliver_cached_claimed(self, run: _Run, sop: str) -> None:
+        try:
+            if run.on_instance is None:
+                run.delivered(sop, 0, cached=True)
+                return
+            try:
+                ds = self.cache.get_dataset(sop)
+            except KeyError:  # damaged entry dropped by the cache: fetch it again
+                run.unclaim(sop)
+                return
+            if self.decode and "PixelData" in ds:
+                ds.pixel_array  # noqa: B018
+            run.delivered(sop, 0, cached=True)
+            run.on_instance(sop, ds)
+        except BaseException as exc:  # noqa: BLE001 - reported from fetch_study
+            with run.lock:
+                run.errors.append(exc)
+
+    # -- retry ------------------------------------------------------------------------------------------------
+    def _retry(self, run: _Run, fn):
+        deadline = time.monotonic() + self.retry_for_s
+        attempt = 0
+        while True:
+            run.check_cancel()
+            try:
+                return fn()
+            except (ArchiveUnavailable, MultipartError, requests.exceptions.ChunkedEncodingError,
+                    requests.ConnectionError) as exc:
+                attempt += 1
+                run.retries += 1
+                if time.monotonic() > deadline:
+                    raise _as_unavailable(exc)
+                self._backoff(run, attempt)
+
+    @staticmethod
+    def _backoff(run: _Run, attempt: int) -> None:
+        delay = min(2.0, 0.1 * math.pow(2, attempt - 1))
+        end = time.monotonic() + delay
+        while time.monotonic() < end:
+            run.check_cancel()
+            time.sleep(0.05)
+
+
+def _as_unavailable(exc: BaseException) -> ArchiveUnavailable:
+    if isinstance(exc, ArchiveUnavailable):
+        return exc
+    err = ArchiveUnavailable(detail=type(exc).__name__)
+    err.__cause__ = exc
+    return err
+
+
+def fetch_study(session: DicomWebSession, cache: InstanceCache, study_uid: str, *,
+                on_progress: OnProgress | None = None, on_instance: OnInstance | None = None,
+                on_metadata=None, first: str | None = None, cancel=None, series_uids: list[str] | None = None,
+                pin: bool = False, decode: bool = True, audit: AuditTrail | None = None) -> FetchResult:
+    """Convenience wrapper: ``StudyFetcher(session, cache).fetch_study(...)``."""
+    return StudyFetcher(session, cache, audit=audit, decode=decode).fetch_study(
+        study_uid, on_progress=on_progress, on_instance=on_instance, on_metadata=on_metadata, first=first,
+        cancel=cancel, series_uids=series_uids, pin=pin)
