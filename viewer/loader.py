@@ -553,6 +553,7 @@ class VolumeBuilder:
             "patient_position": str(ds.get("PatientPosition", "")),
             "laterality": str(ds.get("ImageLaterality", ds.get("Laterality", ""))),
             "view_position": str(ds.get("ViewPosition", "")),
+            "patient_orientation": [str(v) for v in (ds.get("PatientOrientation") or [])],
             "photometric": self._photometric,
             "is_color": self._color,
             "units": "HU" if str(ds.get("Modality", "")).upper() == "CT" and "ModalityLUTSequence" not in ds else "",
