@@ -4,8 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viewer.orientation import (ScreenLabels, direction_label, labels_from_patient_orientation, plane_name,
-                                screen_labels, volume_screen_labels)
+from viewer.orientation import (
+    ScreenLabels,
+    direction_label,
+    labels_from_patient_orientation,
+    plane_name,
+    screen_labels,
+    volume_screen_labels,
+)
 from viewer.volume import load_series
 
 
