@@ -1,0 +1,177 @@
+"""Sign a report and hand it to the outbox: the one code path used by the GUI and the CLI.
+
+Owns :func:`sign_report` (validate -> sign the canonical content with the reader's key -> build the SR, PDF,
+FHIR DiagnosticReport and HL7 ORU -> write them durably to the outbox -> mark the report final -> drop the draft),
+:func:`sign_addendum` (the same for an addendum, whose SR references its predecessor), :class:`SignedRecord`
+(what was signed, the signature, and the SR's identity) and :func:`verify_record` / :func:`verify_sr` (is the
+record untouched and does this SR say exactly what was signed).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from . import signing
+from .drafts import DraftStore
+from .fhir import build_diagnostic_report
+from .hl7 import build_oru
+from .model import Person, PriorDocument, Report, ReportState, now_iso
+from .outbox import Outbox, OutboxItem
+from .pdf import render_pdf
+from .sr import ENHANCED_SR, build_report_sr, narrative_from_report, narrative_from_sr, predecessor_dataset
+from .templates import TemplateLibrary
+from .validation import ValidationResult, validate
+
+
+class ValidationFailed(Exception):
+    """The report has errors that block signing (``result`` lists them)."""
+
+    def __init__(self, result: ValidationResult) -> None:
+        super().__init__("The report cannot be signed yet:\n" + result.summary())
+        self.result = result
+
+
+class NeedsConfirmation(Exception):
+    """The report has warnings the reader must confirm (sign again with ``accept_warnings=True``)."""
+
+    def __init__(self, result: ValidationResult) -> None:
+        super().__init__("Please check before signing:\n" + result.summary())
+        self.result = result
+
+
+@dataclass
+class SignedRecord:
+    """What a reader signed: the content (incl. the SR narrative), the study identity, the signature, the SR."""
+
+    content: dict
+    study_identity: dict
+    signature: signing.Signature
+    sr: dict  # study_uid, series_uid, sop_class_uid, sop_instance_uid
+
+    def to_dict(self) -> dict:
+        return {"content": self.content, "study_identity": self.study_identity,
+                "signature": self.signature.to_dict(), "sr": self.sr}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SignedRecord:
+        return cls(d["content"], d["study_identity"], signing.Signature.from_dict(d["signature"]), d["sr"])
+
+    def prior_document(self) -> PriorDocument:
+        return PriorDocument(self.sr["study_uid"], self.sr["series_uid"], self.sr["sop_class_uid"],
+                             self.sr["sop_instance_uid"])
+
+    def report(self, library: TemplateLibrary | None = None) -> Report:
+        """The signed report, rebuilt as a FINAL model (e.g. to start an addendum)."""
+        d = dict(self.content)
+        d.update(state="final", history=[], focus_field=None, cursor=0)
+        r = Report.from_dict(d, library)
+        r.state = ReportState.FINAL
+        return r
+
+
+@dataclass
+class SignResult:
+    record: SignedRecord
+    outbox_item: OutboxItem
+    warnings: list
+
+
+def verify_record(record: SignedRecord, trusted_public_key: str | None = None) -> bool:
+    return signing.verify(record.content, record.study_identity, record.signature, trusted_public_key)
+
+
+def verify_sr(ds: Dataset, record: SignedRecord, trusted_public_key: str | None = None) -> bool:
+    """True when the record's signature is valid and the SR is the signed one and says exactly what was signed."""
+    if not verify_record(record, trusted_public_key):
+        return False
+    if ds.SOPInstanceUID != record.sr["sop_instance_uid"] or ds.StudyInstanceUID != record.study_identity["study_uid"]:
+        return False
+    got = [[code, texts] for code, texts in narrative_from_sr(ds)]
+    return got == record.content["narrative"]
+
+
+def _sign(report: Report, reader: Person, pin: str, *, organization: str, outbox: Outbox | None,
+          drafts: DraftStore | None, present_measurement_ids: set[str] | None, accept_warnings: bool,
+          predecessor_ds: list[Dataset] | None, kind: str) -> SignResult:
+    if not (report.editable or report.is_addendum) or report.state not in (ReportState.DRAFT,
+                                                                           ReportState.PRELIMINARY):
+        raise signing.SigningError("This report is already signed.")
+    result = validate(report, present_measurement_ids)
+    if not result.ok:
+        raise ValidationFailed(result)
+    if result.warnings and not accept_warnings:
+        raise NeedsConfirmation(result)
+    signed_at = now_iso()
+    series_uid, sop_uid = generate_uid(), generate_uid()
+    content = report.content_for_signing()
+    content["narrative"] = [[code, texts] for code, texts in narrative_from_report(report)]
+    content["signed_at"] = signed_at
+    content["sr_sop_instance_uid"] = sop_uid
+    identity = report.study.identity()
+    signature = signing.sign(reader.user_id, reader.name, pin, content, identity, signed_at)  # asks for the PIN
+    sr = build_report_sr(report, reader_name=reader.name, organization=organization, verified_at=signed_at,
+                         series_uid=series_uid, sop_instance_uid=sop_uid, predecessor_datasets=predecessor_ds)
+    record = SignedRecord(content, identity, signature,
+                          {"study_uid": report.study.study_uid, "series_uid": series_uid, "sop_class_uid": ENHANCED_SR,
+                           "sop_instance_uid": sop_uid})
+    pdf = render_pdf(report, reader_name=reader.name, signed_at=signed_at, key_id=signature.key_id,
+                     organization=organization)
+    fhir = build_diagnostic_report(report, sr_sop_instance_uid=sop_uid, signed_at=signed_at, reader_id=reader.user_id,
+                                   reader_name=reader.name, pdf=pdf)
+    oru = build_oru(report, sr_sop_instance_uid=sop_uid, signed_at=signed_at, reader_id=reader.user_id,
+                    reader_name=reader.name, message_id=sop_uid[-20:])
+    item = OutboxItem.create(kind, [sr], workitem_uid=(report.study.workitem_uid or None) if kind == "report" else None,
+                             files={"report.pdf": pdf, "diagnosticreport.json": json.dumps(fhir).encode(),
+                                    "oru_r01.hl7": oru.encode()},
+                             signed=record.to_dict())
+    (outbox or Outbox()).enqueue(item)  # durable before any network call
+    report.transition(ReportState.FINAL, reader, signed_at)
+    if not report.is_addendum:
+        (drafts or DraftStore()).delete(report.study.study_uid)
+    return SignResult(record, item, result.warnings)
+
+
+def sign_report(report: Report, reader: Person, pin: str, *, organization: str = "", outbox: Outbox | None = None,
+                drafts: DraftStore | None = None, present_measurement_ids: set[str] | None = None,
+                accept_warnings: bool = False) -> SignResult:
+    """Validate, sign and queue ``report``. Raises ValidationFailed / NeedsConfirmation / signing.SigningError."""
+    return _sign(report, reader, pin, organization=organization, outbox=outbox, drafts=drafts,
+                 present_measurement_ids=present_measurement_ids, accept_warnings=accept_warnings,
+                 predecessor_ds=None, kind="report")
+
+
+def start_addendum(record: SignedRecord, author: Person, library: TemplateLibrary | None = None) -> Report:
+    """An addendum to the report signed in ``record``."""
+    return record.report(library).start_addendum(author, record.prior_document())
+
+
+def sign_addendum(addendum: Report, reader: Person, pin: str, *, organization: str = "",
+                  outbox: Outbox | None = None, accept_warnings: bool = False,
+                  original: Report | None = None) -> SignResult:
+    """Sign an addendum (made with :func:`start_addendum`); its SR lists the predecessor in the Predecessor
+    Documents Sequence. ``original``, if given, moves to AMENDED."""
+    if not addendum.is_addendum:
+        raise ValueError("not an addendum")
+    p = addendum.predecessor
+    result = _sign(addendum, reader, pin, organization=organization, outbox=outbox, drafts=None,
+                   present_measurement_ids=None, accept_warnings=accept_warnings,
+                   predecessor_ds=[predecessor_dataset(p.study_uid, p.series_uid, p.sop_class_uid,
+                                                       p.sop_instance_uid)], kind="addendum")
+    if original is not None and original.state in (ReportState.FINAL, ReportState.AMENDED):
+        original.transition(ReportState.AMENDED, reader)
+    return result
+
+
+def signed_records(outbox: Outbox | None = None, study_uid: str | None = None) -> list[SignedRecord]:
+    """Every signed report/addendum this workstation holds (queued and sent), oldest first."""
+    ob = outbox or Outbox()
+    out = []
+    for item in ob.sent() + ob.items():
+        if item.kind in ("report", "addendum") and item.signed:
+            rec = SignedRecord.from_dict(item.signed)
+            if study_uid is None or rec.study_identity["study_uid"] == study_uid:
+                out.append(rec)
+    return sorted(out, key=lambda r: r.content["signed_at"])
