@@ -430,7 +430,7 @@ class ImageView(QWidget):
             steps = int(d["acc"])
             if steps:
                 d["acc"] -= steps
-                self.scroll(-steps)
+                self.scroll(steps)
         elif mode == "crosshair":
             self.cursorPicked.emit(self.display_to_patient(x, y))
         elif mode == "tool":
@@ -561,14 +561,13 @@ class StackViewport(ImageView):
             self.arrived = None
         self.shared.image.GetPointData().GetScalars().Modified()
         if first:
-            self.k = int(k)
-            self.mapper.SetSliceNumber(self.k)
             if header_window(self.volume) is None and not _is_ct(self.volume):
                 from viewer.presets import auto_preset
 
                 p = auto_preset(self.volume.voxels[int(k)])
                 self.set_window_level(p.width, p.center, emit=False)
-        if first or int(k) == self.k:
+            self.set_slice(int(k))  # the first slice that arrives is shown at once
+        elif int(k) == self.k:
             self.render()
 
     def has_slice(self, k: int) -> bool:
