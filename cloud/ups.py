@@ -563,9 +563,7 @@ def matches(ds: dict, path: list[str], value: str) -> bool:
 
 def missing_final_state(ds: dict) -> list[str]:
     missing = [kw for kw, t in FINAL_STATE_TOP.items() if not first(ds, t)]
-    items = (ds.get(T_PERFORMED_SEQ) or {}).get("Value") or []
-    if not items:
-        return missing + ["UnifiedProcedureStepPerformedProcedureSequence"]
+    items = (ds.get(T_PERFORMED_SEQ) or {}).get("Value") or [{}]
     item = items[0]
     for kw, t in FINAL_STATE_PERFORMED.items():
         if not (item.get(t) or {}).get("Value"):
