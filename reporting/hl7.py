@@ -57,8 +57,7 @@ def build_oru(report: Report, *, sr_sop_instance_uid: str, signed_at: str, reade
     pid = pr.add_group("ORU_R01_PATIENT").pid
     pid.pid_1 = "1"
     pid.pid_3 = f"{escape(s.patient_id or 'UNKNOWN')}^^^{escape(s.issuer_of_patient_id or 'READROOM')}"
-    if s.patient_name:
-        pid.pid_5 = _pn(s.patient_name)
+    pid.pid_5 = _pn(s.patient_name) if s.patient_name else "UNKNOWN"  # PID-5 is required
     if len(s.patient_birth_date) == 8:
         pid.pid_7 = s.patient_birth_date
     if s.patient_sex in ("M", "F", "O", "U"):
