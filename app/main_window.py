@@ -66,11 +66,26 @@ class MainWindow(QMainWindow):
 
     # -- construction ---------------------------------------------------------------------------------------
     def _make_reading_page(self) -> QWidget:
+        from PySide6.QtCore import Qt
+        from PySide6.QtWidgets import QSplitter
+
+        from .dictation_panel import DictationPanel
         from .reading_page import ReadingPage
+        from .report_editor import ReportEditor
 
         page = ReadingPage(self.ws, self)
         page.closed.connect(self._reading_closed)
         page.fetch_progress.connect(self._fetch_progress)
+        self.editor = ReportEditor(self.ws)
+        self.dictation = DictationPanel(self.settings, self.editor)
+        self.editor.report_changed.connect(self.dictation.set_report)
+        self.editor.report_signed.connect(self._report_signed)
+        side = QSplitter(Qt.Vertical)
+        side.addWidget(self.editor)
+        side.addWidget(self.dictation)
+        side.setStretchFactor(0, 5)
+        side.setStretchFactor(1, 1)
+        page.set_side_widget(side)
         return page
 
     def _make_qa_page(self) -> QWidget:
@@ -107,6 +122,12 @@ class MainWindow(QMainWindow):
         add("refresh_worklist", self.worklist.refresh)
         add("open_next", self.worklist.claim_and_open)
         add("release", self.release_current)
+        add("normal_macro", lambda: self.editor.apply_macro(), toolbar=False)
+        add("sign", lambda: self.editor.sign(), toolbar=False)
+        add("next_field", lambda: self.editor.report and self.editor.report.focus_next("keyboard"),
+            toolbar=False)
+        add("previous_field", lambda: self.editor.report and self.editor.report.focus_previous("keyboard"),
+            toolbar=False)
         if self.ws.session.is_qa:
             add("qa_mode", lambda: self.show_page(PAGE_QA))
         tb.addSeparator()
@@ -124,15 +145,30 @@ class MainWindow(QMainWindow):
         """After show(): load the worklist (and the QA list for reviewers)."""
         self.worklist.refresh()
         self.refresh_outbox()
-        if self.ws.session.is_qa and not self.ws.session.roles - {"qa", "reader"}:
-            pass
+        if hasattr(self.ws, "start_background"):
+            self.ws.start_background()
+        self._prefetch_timer = QTimer(self)
+        self._prefetch_timer.timeout.connect(self._show_prefetch)
+        self._prefetch_timer.start(2000)
 
     # -- study ----------------------------------------------------------------------------------------------
     def open_item(self, item) -> None:
         self.current_item = item
         self.show_page(PAGE_READING)
         self.reading.open_item(item)
+        try:
+            self.editor.set_report(self.ws.open_report(item))
+        except Exception as exc:  # noqa: BLE001 - a damaged draft must not stop reading
+            from .workers import user_message
+
+            self.editor.set_report(None)
+            self.status.showMessage(user_message(exc), 15_000)
         self.study_opened.emit(item)
+
+    def _report_signed(self, _result) -> None:
+        self.refresh_outbox()
+        self.status.showMessage("Report signed. It is in the outbox and will be sent to the archive.", 15_000)
+        self.worklist.refresh()
 
     def release_current(self) -> None:
         item = self.current_item
@@ -143,6 +179,7 @@ class MainWindow(QMainWindow):
 
     def _released(self) -> None:
         self.reading.close_study()
+        self.editor.set_report(None)
         self.current_item = None
         self.show_page(PAGE_WORKLIST)
         self.worklist.refresh()
@@ -164,8 +201,12 @@ class MainWindow(QMainWindow):
 
     def _worklist_loaded(self, items) -> None:
         self.status.set_connection(True, f"Connected as {self.ws.user}")
-        if hasattr(self.ws, "prefetch"):
-            self.ws.prefetch(items, on_progress=self.status.set_prefetch)
+        if getattr(self.ws, "prefetcher", None) is not None:
+            self.ws.prefetcher.poke()
+
+    def _show_prefetch(self) -> None:
+        done, total = self.ws.prefetch_state()
+        self.status.set_prefetch(done, total)
 
     # -- outbox ---------------------------------------------------------------------------------------------
     def refresh_outbox(self) -> None:
@@ -192,8 +233,7 @@ class MainWindow(QMainWindow):
             self.ws.session.profile.cache_max_bytes = profile.cache_max_bytes
         save_settings(settings)
         self.idle.set_minutes(settings.idle_lock_minutes)
-        if hasattr(self.reading, "apply_settings"):
-            self.reading.apply_settings(settings)
+        self.dictation.apply_settings(settings)
 
     def lock(self) -> None:
         self.lock_screen.lock()
@@ -208,6 +248,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self.idle.stop()
-        if hasattr(self.reading, "shutdown"):
-            self.reading.shutdown()
+        self.reading.shutdown()
+        self.editor.shutdown()
+        self.dictation.shutdown()
         super().closeEvent(event)

@@ -23,7 +23,17 @@ class Workstation:
         self.session = session
         self.settings = settings
         self.cache = _make_cache(session)
-        self.worklist = WorklistClient(session.web, session.user, cache=self.cache)
+        from cloud_client.audit import AuditTrail
+        from cloud_client.retrieve import StudyFetcher
+
+        self.audit = AuditTrail()
+        self.worklist = WorklistClient(session.web, session.user, cache=self.cache, audit=self.audit)
+        self.fetcher = StudyFetcher(session.web, self.cache, audit=self.audit)
+        self.prefetcher = None
+        from reporting.outbox import Outbox
+
+        self.outbox = Outbox()
+        self.outbox_worker = None
         self._lock = threading.Lock()
 
     @property
@@ -51,17 +61,136 @@ class Workstation:
         """Stream a study into progressive volumes; ``progress`` receives study_loader events."""
         from .study_loader import StudyLoader
 
-        loader = StudyLoader(self.session.web.metadata, self.fetch)
-        return loader.load(study_uid, progress or (lambda _e: None), cancelled)
+        if self.prefetcher is not None:
+            self.prefetcher.pause()       # the study being read gets the bandwidth
+        try:
+            return StudyLoader(self.fetch).load(study_uid, progress or (lambda _e: None), cancelled)
+        finally:
+            if self.prefetcher is not None:
+                self.prefetcher.resume()
 
-    def fetch(self, study_uid: str, *, on_instance, on_progress, cancelled: threading.Event | None = None):
+    def fetch(self, study_uid: str, *, on_instance, on_progress, on_metadata, cancel=None):
         """The cloud client's streaming retrieval into the encrypted cache (first-needed slice first)."""
-        from cloud_client import retrieve
+        return self.fetcher.fetch_study(study_uid, on_instance=on_instance, on_progress=on_progress,
+                                        on_metadata=on_metadata, cancel=cancel, pin=True)
 
-        return retrieve.fetch_study(self.session.web, study_uid, cache=self.cache, on_instance=on_instance,
-                                    on_progress=on_progress, cancel=cancelled)
+    def opened(self, item: WorklistItem) -> None:
+        self.audit.record("study-opened", self.user, study_uids=[item.study_uid] if item.study_uid else [],
+                          workitem_uid=item.workitem_uid)
+
+    # -- reports --------------------------------------------------------------------------------------------
+    def person(self):
+        from reporting.model import Person
+
+        return Person(user_id=self.user, display_name=self.user)
+
+    def draft_store(self):
+        from reporting.drafts import DraftStore
+
+        return DraftStore()
+
+    def study_context(self, item: WorklistItem):
+        from reporting.model import StudyContext
+
+        return StudyContext(study_uid=item.study_uid or "", patient_id=item.patient_id,
+                            issuer_of_patient_id=item.issuer_of_patient_id, patient_name=item.patient_name,
+                            patient_sex=item.patient_sex,
+                            patient_birth_date=item.patient_birth_date.strftime("%Y%m%d")
+                            if item.patient_birth_date else "",
+                            modality=item.modality, body_part=item.body_part, description=item.study_description,
+                            institution=item.clinic, workitem_uid=item.workitem_uid)
+
+    def open_report(self, item: WorklistItem):
+        """The report for a study: the autosaved draft if there is one (after a crash too), else the last
+        signed version, else a new report on the template chosen from the study."""
+        from reporting import workflow
+        from reporting.model import Report
+        from reporting.templates import choose_template
+
+        draft = self.draft_store().load(item.study_uid)
+        if draft is not None:
+            draft._restored = True
+            return draft
+        records = workflow.signed_records(self.outbox, item.study_uid)
+        if records:
+            return records[-1].report()
+        template = choose_template(item.modality, item.body_part, item.study_description)
+        return Report(template, self.study_context(item), author=self.person())
+
+    def present_measurement_ids(self):
+        """Ids of measurements the viewer still shows (None: not tracked, check against the study)."""
+        return
+
+    def has_signing_key(self) -> bool:
+        from reporting import signing
+
+        return signing.has_key(self.user)
+
+    def create_signing_key(self, pin: str) -> None:
+        from reporting import signing
+
+        signing.generate_key(self.user, pin)
+
+    def sign_report(self, report, pin: str):
+        """Sign (the reader confirmed the warnings in the editor), write to the outbox, wake the sender."""
+        from cloud_client.audit import SUCCESS
+        from reporting import workflow
+
+        if report.is_addendum:
+            result = workflow.sign_addendum(report, self.person(), pin, outbox=self.outbox, accept_warnings=True)
+        else:
+            result = workflow.sign_report(report, self.person(), pin, outbox=self.outbox,
+                                          drafts=self.draft_store(),
+                                          present_measurement_ids=self.present_measurement_ids(),
+                                          accept_warnings=True)
+        self.audit.record("report-signed", self.user, SUCCESS, study_uids=[report.study.study_uid],
+                          workitem_uid=report.study.workitem_uid or None)
+        if self.outbox_worker is not None:
+            self.outbox_worker.wake()
+        return result
+
+    def start_addendum(self, report):
+        from reporting import workflow
+
+        records = workflow.signed_records(self.outbox, report.study.study_uid)
+        if not records:
+            raise ValueError("No signed report for this study is held on this workstation.")
+        return workflow.start_addendum(records[-1], self.person())
+
+    def outbox_pending(self) -> int:
+        return self.outbox.pending_count()
+
+    def start_background(self) -> None:
+        """Outbox delivery and prefetch threads (called once the window is up)."""
+        from cloud_client.archive import ArchiveSink
+        from reporting.outbox import OutboxWorker
+
+        if self.outbox_worker is None:
+            sink = ArchiveSink(self.session.web, self.worklist, audit=self.audit)
+            self.outbox_worker = OutboxWorker(self.outbox, sink, idle_poll_s=10.0).start()
+        self.start_prefetch()
+
+    # -- prefetch ---------------------------------------------------------------------------------------------
+    def start_prefetch(self) -> None:
+        from cloud_client.prefetch import Prefetcher
+
+        if self.prefetcher is None and self.session.profile.prefetch_count > 0:
+            self.prefetcher = Prefetcher(self.worklist, self.fetcher, count=self.session.profile.prefetch_count,
+                                         include_pool=self.settings.show_shared_pool)
+            self.prefetcher.start()
+
+    def prefetch_state(self) -> tuple[int, int]:
+        """(studies local, studies wanted) of the next N."""
+        p = self.prefetcher
+        if p is None:
+            return 0, 0
+        return len(p.status.fetched), max(p.count, len(p.status.fetched))
 
     def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.stop()
+        if self.outbox_worker is not None:
+            self.outbox_worker.stop()
         try:
             if self.cache is not None:
                 self.cache.close()

@@ -63,9 +63,16 @@ def roles_for(user: str) -> set[str]:
 
 def sign_in(profile: ServerProfile, password: str, remember: bool = False) -> ReaderSession:
     """Check the credentials against the archive (raises AuthError / ArchiveUnavailable) and build the session."""
+    from cloud_client.audit import FAILURE, SUCCESS
+    from cloud_client.errors import AuthError
+
     web = DicomWebSession(profile, password=password or None)
     try:
         web.check_sign_in()
+    except AuthError:
+        web.close()
+        _audit_sign_in(profile, FAILURE)
+        raise
     except Exception:
         web.close()
         raise
@@ -75,19 +82,15 @@ def sign_in(profile: ServerProfile, password: str, remember: bool = False) -> Re
             profiles_mod.store_password(profile, password)
         except Exception as exc:  # noqa: BLE001 - keyring trouble must not block a correct sign-in
             log.warning("Password not remembered: %s", type(exc).__name__)
-    _audit_sign_in(profile, "success")
+    _audit_sign_in(profile, SUCCESS)
     return ReaderSession(profile=profile, web=web, user=profile.user, roles=roles_for(profile.user),
                          verifier=PasswordVerifier.from_password(password) if password else None)
 
 
 def _audit_sign_in(profile: ServerProfile, outcome: str) -> None:
+    from cloud_client.audit import AuditTrail
+
     try:
-        from cloud_client import audit  # lands with the cloud client
-    except ImportError:
-        return
-    record = getattr(audit, "record", None)
-    if callable(record):
-        try:
-            record(user=profile.user, action="sign-in", outcome=outcome)
-        except TypeError:
-            pass
+        AuditTrail().record("sign-in", profile.user, outcome)
+    except OSError as exc:  # an unwritable audit file is logged, sign-in itself succeeded
+        log.error("Audit trail not writable: %s", type(exc).__name__)

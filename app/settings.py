@@ -27,13 +27,13 @@ class WorkstationSettings:
     dictation_model_dir: str = ""          # a Vosk model folder ("" = READROOM_VOSK_MODEL or none)
     microphone_device: str = ""            # sounddevice device name ("" = system default)
     push_to_talk_key: str = "F4"           # Qt key sequence text; held down = microphone open
-    dictation_mode: str = "push-to-talk"   # "push-to-talk" | "toggle"
+    dictation_mode: str = "push_to_talk"   # "push_to_talk" | "toggle"
     idle_lock_minutes: int = 10            # 0 = never lock
     show_shared_pool: bool = False         # also list unassigned (pool) items in the worklist
 
     def __post_init__(self) -> None:
-        if self.dictation_mode not in ("push-to-talk", "toggle"):
-            raise ValueError("dictation_mode must be 'push-to-talk' or 'toggle'")
+        if self.dictation_mode not in ("push_to_talk", "toggle"):
+            raise ValueError("dictation_mode must be 'push_to_talk' or 'toggle'")
         if not 0 <= int(self.idle_lock_minutes) <= 240:
             raise ValueError("idle lock must be between 0 (never) and 240 minutes")
         self.idle_lock_minutes = int(self.idle_lock_minutes)
@@ -65,3 +65,16 @@ def load_settings() -> WorkstationSettings:
 
 def save_settings(settings: WorkstationSettings) -> None:
     atomic_write(settings_path(), json.dumps(settings.to_json(), indent=2).encode())
+    _mirror_dictation(settings)
+
+
+def _mirror_dictation(settings: WorkstationSettings) -> None:
+    """Dictation's own settings file (used by ``readroom dictation``) gets the same model, device and keys."""
+    from dictation.models import DictationSettings
+
+    d = DictationSettings.load()
+    d.model_dir = settings.dictation_model_dir
+    d.device = settings.microphone_device
+    d.mode = settings.dictation_mode
+    d.keys = dataclasses.replace(d.keys, talk=(settings.push_to_talk_key,))
+    d.save()

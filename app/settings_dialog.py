@@ -103,7 +103,7 @@ class SettingsDialog(QDialog):
         self.microphone.setCurrentIndex(max(0, self.microphone.findData(settings.microphone_device)))
         self.ptt_key = QKeySequenceEdit(QKeySequence(settings.push_to_talk_key))
         self.mode = QComboBox()
-        self.mode.addItem("Hold the key to talk", "push-to-talk")
+        self.mode.addItem("Hold the key to talk", "push_to_talk")
         self.mode.addItem("Press once to start, again to stop", "toggle")
         self.mode.setCurrentIndex(max(0, self.mode.findData(settings.dictation_mode)))
         dict_box = QGroupBox("Dictation")

@@ -27,6 +27,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("previous_field", "Ctrl+Up", "Previous report field"),
     Shortcut("dictate", "F4", "Dictate (hold, or press to toggle)"),
     Shortcut("qa_mode", "F9", "QA peer review"),
+    Shortcut("dictation_mode", "F6", "Switch dictation between free text and commands only"),
     Shortcut("settings", "Ctrl+,", "Settings"),
     Shortcut("lock", "Ctrl+L", "Lock the workstation"),
     Shortcut("help", "F1", "Keyboard shortcuts"),

@@ -102,12 +102,12 @@ def displayable(info: SeriesInfo, datasets: list[Dataset]) -> bool:
 
 
 class StudyLoader:
-    """Loads one study. ``fetch`` is the cloud client's streaming retrieval: called as
-    ``fetch(study_uid, on_instance=..., on_progress=..., cancelled=threading.Event)``; ``metadata`` returns the
-    study's WADO-RS metadata as DICOM JSON dicts."""
+    """Loads one study. ``fetch`` is the cloud client's streaming retrieval, called as
+    ``fetch(study_uid, on_instance=f(sop_uid, ds), on_progress=f(FetchProgress), on_metadata=f(list[dict]),
+    cancel=threading.Event)``. Metadata and pixels travel in parallel: instances that arrive before the
+    metadata are held back and routed as soon as the volumes are planned."""
 
-    def __init__(self, metadata: Callable[[str], list[dict]], fetch: Callable[..., object]) -> None:
-        self._metadata = metadata
+    def __init__(self, fetch: Callable[..., object]) -> None:
         self._fetch = fetch
 
     def load(self, study_uid: str, emit: Callable[[object], None],
@@ -117,39 +117,20 @@ class StudyLoader:
         t0 = time.monotonic()
         cancelled = cancelled or threading.Event()
         result = StudyLoad(study_uid=study_uid)
-        metas = [Dataset.from_json(d) for d in self._metadata(study_uid)]
-        groups = group_series(metas)
+        lock = threading.RLock()
         builders: dict[str, VolumeBuilder] = {}
         by_sop: dict[str, str] = {}
-        ordered = sorted(groups.values(), key=lambda g: (g[0].series_number is None, g[0].series_number or 0))
-        for info, datasets in ordered:
-            result.series.append(info)
-            if not displayable(info, datasets):
-                continue
-            try:
-                builder = VolumeBuilder(datasets)
-            except SeriesError as exc:
-                emit(SeriesFailed(info.series_uid, str(exc)))
-                continue
-            builders[info.series_uid] = builder
-            result.volumes[info.series_uid] = builder.volume
-            for ds in datasets:
-                by_sop[_text(ds, "SOPInstanceUID")] = info.series_uid
-            emit(SeriesReady(info, builder.volume))
-        total = sum(len(g[1]) for g in groups.values())
-        lock = threading.Lock()
+        waiting: list[Dataset] = []
+        planned = threading.Event()
         count = [0]
 
-        def on_instance(ds: Dataset) -> None:
+        def route(ds: Dataset) -> None:
             series_uid = by_sop.get(_text(ds, "SOPInstanceUID")) or _text(ds, "SeriesInstanceUID")
             builder = builders.get(series_uid)
-            with lock:
-                count[0] += 1
             if builder is None:
                 return
             try:
-                with lock:  # builders are not thread-safe; decoding is cheap next to the network
-                    ks = builder.add_instance(ds)
+                ks = builder.add_instance(ds)
             except SeriesError as exc:
                 emit(SeriesFailed(series_uid, str(exc)))
                 return
@@ -158,15 +139,49 @@ class StudyLoader:
                     result.first_slice_s = time.monotonic() - t0
                 emit(SlicesArrived(series_uid, ks))
 
-        def on_progress(p) -> None:
-            emit(LoadProgress(done=int(getattr(p, "instances_done", getattr(p, "done", count[0])) or 0),
-                              total=int(getattr(p, "instances_total", getattr(p, "total", total)) or total),
-                              bytes=int(getattr(p, "bytes_done", getattr(p, "bytes", 0)) or 0),
-                              rate_mb_s=_rate(p), eta_s=getattr(p, "eta_s", None)))
+        def on_metadata(meta: list[dict]) -> None:
+            groups = group_series([Dataset.from_json(d) for d in meta])
+            ordered = sorted(groups.values(),
+                             key=lambda g: (g[0].series_number is None, g[0].series_number or 0))
+            with lock:
+                for info, datasets in ordered:
+                    result.series.append(info)
+                    if not displayable(info, datasets):
+                        continue
+                    try:
+                        builder = VolumeBuilder(datasets)
+                    except SeriesError as exc:
+                        emit(SeriesFailed(info.series_uid, str(exc)))
+                        continue
+                    builders[info.series_uid] = builder
+                    result.volumes[info.series_uid] = builder.volume
+                    for ds in datasets:
+                        by_sop[_text(ds, "SOPInstanceUID")] = info.series_uid
+                    emit(SeriesReady(info, builder.volume))
+                planned.set()
+                held, waiting[:] = list(waiting), []
+                for ds in held:
+                    route(ds)
 
-        self._fetch(study_uid, on_instance=on_instance, on_progress=on_progress, cancelled=cancelled)
+        def on_instance(_sop_uid: str, ds: Dataset) -> None:
+            with lock:  # builders are not thread-safe; decoding already happened in the fetcher
+                count[0] += 1
+                if not planned.is_set():
+                    waiting.append(ds)
+                    return
+                route(ds)
+
+        def on_progress(p) -> None:
+            emit(LoadProgress(done=int(getattr(p, "instances_done", 0) or 0),
+                              total=int(getattr(p, "instances_total", 0) or 0),
+                              bytes=int(getattr(p, "bytes_done", 0) or 0), rate_mb_s=_rate(p),
+                              eta_s=getattr(p, "eta_s", None)))
+
+        fetched = self._fetch(study_uid, on_instance=on_instance, on_progress=on_progress,
+                              on_metadata=on_metadata, cancel=cancelled)
         result.instances = count[0]
         result.seconds = time.monotonic() - t0
+        total = int(getattr(fetched, "instances_total", count[0]) or count[0])
         emit(LoadProgress(done=total, total=total))
         return result
 
