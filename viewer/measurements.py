@@ -309,12 +309,12 @@ def roi_stats(volume, roi: _Roi) -> RoiStats:
     k0 = round(float(idx[0, 0]))
     if not np.all(np.abs(idx[:, 0] - k0) < 0.05) or not 0 <= k0 < vox.shape[0]:
         raise MeasurementError("the region does not lie on one slice of this series; draw it on a slice")
-    dk, dj, di = volume.spacing
+    _, dj, di = volume.spacing
     vert = np.column_stack([idx[:, 2] * di, idx[:, 1] * dj])            # in-plane mm (x along rows)
-    i_lo = max(int(math.floor(idx[:, 2].min())) - 1, 0)
-    i_hi = min(int(math.ceil(idx[:, 2].max())) + 1, vox.shape[2] - 1)
-    j_lo = max(int(math.floor(idx[:, 1].min())) - 1, 0)
-    j_hi = min(int(math.ceil(idx[:, 1].max())) + 1, vox.shape[1] - 1)
+    i_lo = max(math.floor(idx[:, 2].min()) - 1, 0)
+    i_hi = min(math.ceil(idx[:, 2].max()) + 1, vox.shape[2] - 1)
+    j_lo = max(math.floor(idx[:, 1].min()) - 1, 0)
+    j_hi = min(math.ceil(idx[:, 1].max()) + 1, vox.shape[1] - 1)
     if i_lo > i_hi or j_lo > j_hi:
         raise MeasurementError("the region lies outside the image")
     jj, ii = np.mgrid[j_lo:j_hi + 1, i_lo:i_hi + 1]

@@ -69,7 +69,7 @@ def test_angles():
     assert Angle(points=[(1, 0, 0), (0, 0, 0), (-1, 1, 0)]).value == pytest.approx(135.0)
     assert Angle(points=[(1, 0, 0), (0, 0, 0), (1, 0, 0)]).value == pytest.approx(0.0)
     with pytest.raises(MeasurementError):
-        Angle(points=[(0, 0, 0), (0, 0, 0), (1, 0, 0)]).value
+        _ = Angle(points=[(0, 0, 0), (0, 0, 0), (1, 0, 0)]).value
 
 
 def test_cobb_angle_is_between_lines_regardless_of_direction():
