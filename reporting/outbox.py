@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -42,14 +42,14 @@ BACKOFF_MAX_S = 300.0
 __all__ = ["ArchiveUnavailable", "Outbox", "OutboxItem", "OutboxWorker", "ReportSink", "SopRef"]
 
 
-@dataclass(frozen=True)
-class SopRef:
-    """One stored object, as the UPS Output Information Sequence needs it."""
+class SopRef(NamedTuple):
+    """One stored object, as the UPS Output Information Sequence needs it. A tuple in the order
+    ``cloud_client.archive`` expects: (sop_class_uid, sop_instance_uid, series_uid, study_uid)."""
 
-    study_uid: str
-    series_uid: str
     sop_class_uid: str
     sop_instance_uid: str
+    series_uid: str
+    study_uid: str
 
 
 class ReportSink(Protocol):
@@ -112,14 +112,15 @@ class OutboxItem:
     @classmethod
     def from_json(cls, data: bytes) -> OutboxItem:
         d = json.loads(data)
-        d["sop"] = SopRef(**d["sop"])
+        d["sop"] = SopRef(**d["sop"]) if isinstance(d["sop"], dict) else SopRef(*d["sop"])
         return cls(**d)
 
     @classmethod
     def create(cls, kind: str, datasets: Sequence[Dataset], workitem_uid: str | None = None,
                files: dict[str, bytes] | None = None, signed: dict | None = None) -> OutboxItem:
         main = datasets[0]
-        sop = SopRef(main.StudyInstanceUID, main.SeriesInstanceUID, main.SOPClassUID, main.SOPInstanceUID)
+        sop = SopRef(str(main.SOPClassUID), str(main.SOPInstanceUID), str(main.SeriesInstanceUID),
+                     str(main.StudyInstanceUID))
         return cls(item_id=str(main.SOPInstanceUID), kind=kind, created_at=time.time(), workitem_uid=workitem_uid,
                    sop=sop, datasets=[base64.b64encode(_dcm_bytes(d)).decode() for d in datasets],
                    files={k: base64.b64encode(v).decode() for k, v in (files or {}).items()}, signed=signed)
