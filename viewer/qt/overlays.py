@@ -14,27 +14,12 @@ from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkRenderingAnnotation import vtkCornerAnnotation
 from vtkmodules.vtkRenderingCore import vtkActor2D, vtkCoordinate, vtkPolyDataMapper2D, vtkTextActor
 
-_LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS: -x, +x ; -y, +y ; -z, +z
+from viewer.orientation import direction_label
 
 
 def direction_letters(v) -> str:
     """Orientation letters for a patient-space (LPS) direction, strongest component first ("L", "AS", ...)."""
-    try:  # the core's implementation wins once it exists
-        from viewer.orientation import direction_label  # type: ignore
-
-        return direction_label(v)
-    except ImportError:
-        pass
-    v = np.asarray(v, float)
-    n = np.linalg.norm(v)
-    if n == 0:
-        return ""
-    v = v / n
-    out = ""
-    for axis in np.argsort(-np.abs(v)):
-        if abs(v[axis]) >= 0.25 and len(out) < 3:
-            out += _LETTERS[axis][1 if v[axis] > 0 else 0]
-    return out
+    return direction_label(v)
 
 
 def nice_length(max_mm: float) -> float:
@@ -109,6 +94,11 @@ class Overlays:
         renderer.AddViewProp(self.notice)
 
     def set_letters(self, right_lps, down_lps) -> dict[str, str]:
+        """Letters at the four edges for the patient directions of screen right and screen down (None: none)."""
+        if right_lps is None:
+            for t in self.letters.values():
+                t.SetInput("")
+            return {"left": "", "right": "", "top": "", "bottom": ""}
         right = direction_letters(right_lps)
         left = direction_letters(-np.asarray(right_lps, float))
         down = direction_letters(down_lps)

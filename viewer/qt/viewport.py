@@ -239,10 +239,17 @@ class ImageView(QWidget):
         self.renderer.ResetCameraClippingRange()
         self._update_letters()
 
+    def letter_matrix(self) -> np.ndarray | None:
+        """3x3 map from world directions to patient directions used for the letters (None: no geometry)."""
+        return self.world_to_patient()[:3, :3]
+
     def _update_letters(self) -> None:
         right, down = self._screen_axes_world()
-        lin = self.world_to_patient()[:3, :3]
-        self.letters = self.overlays.set_letters(lin @ right, lin @ down)
+        lin = self.letter_matrix()
+        if lin is None:
+            self.letters = self.overlays.set_letters(None, None)
+        else:
+            self.letters = self.overlays.set_letters(lin @ right, lin @ down)
 
     def viewport_px(self) -> tuple[int, int]:
         w, h = self.render_window.GetSize()
@@ -576,6 +583,26 @@ class StackViewport(ImageView):
     # ----- geometry
     def world_to_patient(self) -> np.ndarray:
         return self._w2p
+
+    def letter_matrix(self) -> np.ndarray | None:
+        md = self.volume.metadata or {} if self.volume is not None else {}
+        if md.get("kind", "stack") == "stack":
+            return self._w2p[:3, :3]
+        po = md.get("patient_orientation")  # radiographs: Patient Orientation (0020,0020) letters
+        if po and len(po) == 2:
+            vecs = {"L": (1, 0, 0), "R": (-1, 0, 0), "P": (0, 1, 0), "A": (0, -1, 0), "H": (0, 0, 1),
+                    "S": (0, 0, 1), "F": (0, 0, -1), "I": (0, 0, -1)}
+            cols = []
+            for letters in po:
+                v = sum((np.array(vecs[c], float) for c in str(letters).upper() if c in vecs), np.zeros(3))
+                if not np.any(v):
+                    return None
+                cols.append(v / np.linalg.norm(v))
+            m = np.eye(3)
+            m[:, 0], m[:, 1] = cols
+            m[:, 2] = np.cross(cols[0], cols[1])
+            return m
+        return None
 
     def plane_z(self) -> float:
         return self.k * (self.shared.image.GetSpacing()[2] if self.shared else 1.0)
