@@ -97,6 +97,8 @@ class DraftStore:
     def list(self) -> list[DraftInfo]:
         out = []
         for p in sorted(self.directory.glob("*.draft")):
+            if p.name.startswith("."):
+                continue  # the vault's temp file of a write in progress
             data = self._read(p)
             if data:
                 out.append(DraftInfo(data["study"]["study_uid"], data["report_id"], data["template_id"],

@@ -203,12 +203,16 @@ class Outbox:
         self._changed()
         return item
 
+    @staticmethod
+    def _files(directory: Path) -> list[Path]:
+        return [p for p in directory.glob("*.outbox") if not p.name.startswith(".")]  # not the vault's temp files
+
     def items(self) -> list[OutboxItem]:
-        out = [i for p in self.directory.glob("*.outbox") if (i := self._read(p)) is not None]
+        out = [i for p in self._files(self.directory) if (i := self._read(p)) is not None]
         return sorted(out, key=lambda i: i.created_at)
 
     def sent(self) -> list[OutboxItem]:
-        out = [i for p in self.sent_directory.glob("*.outbox") if (i := self._read(p)) is not None]
+        out = [i for p in self._files(self.sent_directory) if (i := self._read(p)) is not None]
         return sorted(out, key=lambda i: i.created_at)
 
     def get(self, item_id: str) -> OutboxItem | None:
@@ -222,7 +226,7 @@ class Outbox:
                                i.next_attempt_at, i.last_error) for i in self.items()]
 
     def pending_count(self) -> int:
-        return len(list(self.directory.glob("*.outbox")))
+        return len(self._files(self.directory))
 
     def status_text(self) -> str:
         n = self.pending_count()
