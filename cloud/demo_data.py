@@ -29,11 +29,12 @@ The cloud is a separate deployable: this module imports nothing from the client 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -46,15 +47,16 @@ from pydicom.uid import (
 )
 
 __all__ = [
+    "ABDOMEN_AORTA_DIAMETER_MM",
+    "HEAD_BLEED_CENTER_LPS",
+    "HEAD_BLEED_DIAMETER_MM",
+    "ISSUER",
+    "US_STONE_DIAMETER_MM",
+    "WRIST_BALL_DIAMETER_MM",
     "DemoStudy",
     "KnownObject",
-    "write_demo_studies",
     "write_ct_series",
-    "ISSUER",
-    "HEAD_BLEED_DIAMETER_MM",
-    "HEAD_BLEED_CENTER_LPS",
-    "ABDOMEN_AORTA_DIAMETER_MM",
-    "WRIST_BALL_DIAMETER_MM",
+    "write_demo_studies",
 ]
 
 ISSUER = "READROOM-DEMO"
@@ -82,8 +84,17 @@ ABDOMEN_AORTA_CENTER_XY = (14.0, 22.0)
 #: The current wrist radiograph carries a steel calibration ball of this diameter (mm) at the detector
 #: plane (magnification 1.0): measure it with ImagerPixelSpacing.
 WRIST_BALL_DIAMETER_MM = 25.0
+WRIST_ROWS, WRIST_COLS, WRIST_SPACING = 1800, 1500, 0.15
+WRIST_BALL_CENTER = (1350.0, 1220.0)  # (row, col) pixel centre of the calibration ball (current study)
+# The fracture line of the current wrist, end points in detector mm (u across, v down, from the centre) ...
+_WRIST_FRACTURE_UV = ((-37.0, 8.0), (3.0, 18.0))
+#: ... and in (row, col) pixels of the current wrist image; the line is 1.2 mm wide.
+WRIST_FRACTURE_LINE_PX = tuple(
+    ((v + (WRIST_ROWS - 1) / 2 * WRIST_SPACING) / WRIST_SPACING, (u + (WRIST_COLS - 1) / 2 * WRIST_SPACING) / WRIST_SPACING)
+    for u, v in _WRIST_FRACTURE_UV
+)
 #: The gallstone in the ultrasound cine is a disc of this diameter (mm) in the US region's physical units.
-US_GALLSTONE_DIAMETER_MM = 9.0
+US_STONE_DIAMETER_MM = 9.0
 
 
 @dataclass(frozen=True)
@@ -146,8 +157,7 @@ class _Patient:
     name: str
     patient_id: str
     sex: str
-    age_years: int
-    birth_month_day: tuple[int, int]
+    birth: dt.date
 
 
 @dataclass
@@ -177,15 +187,10 @@ class _StudySpec:
         return self.when.strftime("%H%M%S")
 
     def birth_date(self) -> str:
-        p = self.patient
-        month, day = p.birth_month_day
-        year = self.when.year - p.age_years
-        if (month, day) > (self.when.month, self.when.day):
-            year -= 1  # birthday still to come this year
-        return f"{year:04d}{month:02d}{day:02d}"
+        return self.patient.birth.strftime("%Y%m%d")
 
     def age(self) -> str:
-        born = dt.datetime.strptime(self.birth_date(), "%Y%m%d").date()
+        born = self.patient.birth
         d = self.when.date()
         years = d.year - born.year - ((d.month, d.day) < (born.month, born.day))
         return f"{years:03d}Y"
@@ -313,10 +318,10 @@ def _paint_ellipse(img: np.ndarray, grid: _SliceGrid, cx: float, cy: float, a: f
     """Paint a filled, anti-aliased ellipse (patient mm) into img in place."""
     ps = grid.spacing
     reach = max(a, b) + 2 * ps
-    c0 = max(int(math.floor((cx - reach - grid.x0) / ps)), 0)
-    c1 = min(int(math.ceil((cx + reach - grid.x0) / ps)) + 1, grid.cols)
-    r0 = max(int(math.floor((cy - reach - grid.y0) / ps)), 0)
-    r1 = min(int(math.ceil((cy + reach - grid.y0) / ps)) + 1, grid.rows)
+    c0 = max(math.floor((cx - reach - grid.x0) / ps), 0)
+    c1 = min(math.ceil((cx + reach - grid.x0) / ps) + 1, grid.cols)
+    r0 = max(math.floor((cy - reach - grid.y0) / ps), 0)
+    r1 = min(math.ceil((cy + reach - grid.y0) / ps) + 1, grid.rows)
     if c0 >= c1 or r0 >= r1:
         return
     x = (grid.x0 + ps * np.arange(c0, c1, dtype=np.float32))[None, :] - np.float32(cx)
@@ -484,7 +489,7 @@ def _ct_series(
     x0 = fov_center[0] - (cols - 1) / 2 * pixel_spacing
     y0 = fov_center[1] - (rows - 1) / 2 * pixel_spacing
     grid = _SliceGrid(rows, cols, x0, y0, pixel_spacing)
-    noise = _noise_bank(rows, cols, noise_sigma, seed=abs(hash(series_key)) % 2**31 if False else series_number)
+    noise = _noise_bank(rows, cols, noise_sigma, seed=series_number)
     files: list[Path] = []
     sops: list[str] = []
     folder = out / f"{series_number:03d}_CT"
@@ -508,8 +513,6 @@ def _ct_series(
         ds.AcquisitionNumber = 1
         ds.KVP = kvp
         ds.SliceThickness = slice_thickness
-        ds.SpacingBetweenSlices = None
-        del ds.SpacingBetweenSlices
         ds.ConvolutionKernel = convolution_kernel
         ds.ReconstructionDiameter = round(pixel_spacing * max(rows, cols), 3)
         ds.ImagePositionPatient = [round(x0, 4), round(y0, 4), round(float(z), 4)]
@@ -530,12 +533,10 @@ def _ct_series(
         if contrast:
             ds.ContrastBolusAgent = contrast
             ds.ContrastBolusRoute = "IV"
-        wc, ww = ([40, 400], [80, 400]) if spec.body_part == "HEAD" else ([40, 400], [400, 2000])
         if spec.body_part == "HEAD":
             ds.WindowCenter, ds.WindowWidth = [40, 600], [80, 2800]
         else:
             ds.WindowCenter, ds.WindowWidth = [50, 500], [400, 2000]
-        del wc, ww
         ds.WindowCenterWidthExplanation = ["SOFT TISSUE", "BONE"]
         files.append(_write(ds, folder / f"CT{i + 1:06d}.dcm", stored, transfer_syntax))
         sops.append(sop)
@@ -568,7 +569,7 @@ def write_ct_series(
     z_positions = [-(n_slices - 1) / 2 * dz + i * dz for i in range(n_slices)]
     spec = _StudySpec(
         key=key,
-        patient=_Patient("SYNTHETIC^BENCHCT", "RRDEMO-BENCH", "O", 50, (6, 15)),
+        patient=_Patient("SYNTHETIC^BENCHCT", "RRDEMO-BENCH", "O", dt.date(1975, 6, 15)),
         when=dt.datetime(2026, 1, 15, 3, 0, 0),
         accession="SYNBENCH01",
         description="CT HEAD WO CONTRAST (SYNTHETIC BENCH)",
@@ -585,6 +586,412 @@ def write_ct_series(
         transfer_syntax=transfer_syntax,
     )
     return files
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Projection radiography (DX, For Presentation)
+# ----------------------------------------------------------------------------------------------------------
+
+
+class _Film:
+    """An attenuation canvas in detector millimetres: u across (columns), v down (rows), origin at the centre.
+
+    Shapes add their projected thickness (mm) times a weight; ``to_pixels`` maps the line integral to
+    12-bit "for presentation" values (higher = more attenuation = whiter on MONOCHROME2).
+    """
+
+    def __init__(self, rows: int, cols: int, spacing: float):
+        self.rows, self.cols, self.ps = rows, cols, spacing
+        self.att = np.zeros((rows, cols), dtype=np.float32)
+        self.u0 = -(cols - 1) / 2 * spacing
+        self.v0 = -(rows - 1) / 2 * spacing
+
+    def uv_to_rc(self, u: float, v: float) -> tuple[float, float]:
+        return (v - self.v0) / self.ps, (u - self.u0) / self.ps
+
+    def _box(self, umin: float, umax: float, vmin: float, vmax: float):
+        c0 = max(math.floor((umin - self.u0) / self.ps), 0)
+        c1 = min(math.ceil((umax - self.u0) / self.ps) + 1, self.cols)
+        r0 = max(math.floor((vmin - self.v0) / self.ps), 0)
+        r1 = min(math.ceil((vmax - self.v0) / self.ps) + 1, self.rows)
+        if c0 >= c1 or r0 >= r1:
+            return None
+        u = (self.u0 + self.ps * np.arange(c0, c1, dtype=np.float32))[None, :]
+        v = (self.v0 + self.ps * np.arange(r0, r1, dtype=np.float32))[:, None]
+        return (slice(r0, r1), slice(c0, c1)), u, v
+
+    def ellipsoid(self, weight: float, cu: float, cv: float, a: float, b: float, depth: float,
+                  angle: float = 0.0) -> None:
+        """Add an ellipsoid (semi-axes a across, b down, ``depth`` along the beam), rotated in-plane."""
+        reach = max(a, b)
+        box = self._box(cu - reach, cu + reach, cv - reach, cv + reach)
+        if box is None:
+            return
+        sl, u, v = box
+        du, dv = u - np.float32(cu), v - np.float32(cv)
+        if angle:
+            th = math.radians(angle)
+            du, dv = (math.cos(th) * du + math.sin(th) * dv, -math.sin(th) * du + math.cos(th) * dv)
+        t = 1.0 - (du / np.float32(a)) ** 2 - (dv / np.float32(b)) ** 2
+        self.att[sl] += np.float32(2 * depth * weight) * np.sqrt(np.maximum(t, 0.0))
+
+    def tube(self, weight: float, points: Sequence[tuple[float, float]], radius: float,
+             inner: float = 0.0, inner_weight: float = 0.0, keep: Callable | None = None) -> None:
+        """Add a cylinder of ``radius`` along a polyline (a bone shaft, a rib), optionally hollow."""
+        pts = np.asarray(points, dtype=np.float32)
+        box = self._box(pts[:, 0].min() - radius, pts[:, 0].max() + radius,
+                        pts[:, 1].min() - radius, pts[:, 1].max() + radius)
+        if box is None:
+            return
+        sl, u, v = box
+        d2 = np.full(np.broadcast_shapes(u.shape, v.shape), np.inf, dtype=np.float32)
+        for (pu, pv), (qu, qv) in itertools.pairwise(pts):
+            eu, ev = qu - pu, qv - pv
+            t = np.clip(((u - pu) * eu + (v - pv) * ev) / max(float(eu * eu + ev * ev), 1e-9), 0.0, 1.0)
+            d2 = np.minimum(d2, (u - pu - t * eu) ** 2 + (v - pv - t * ev) ** 2)
+        val = np.float32(2 * weight) * np.sqrt(np.maximum(radius * radius - d2, 0.0))
+        if inner:
+            val -= np.float32(2 * (weight - inner_weight)) * np.sqrt(np.maximum(inner * inner - d2, 0.0))
+        if keep is not None:
+            val *= keep(u, v)
+        self.att[sl] += val
+
+    def to_pixels(self, offset: float, gain: float, noise: float, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        img = np.float32(offset) + np.float32(gain) * self.att
+        img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise)
+        return np.clip(np.rint(img), 0, 4095).astype(np.uint16)
+
+
+def _chest_pa(rows: int, cols: int, ps: float) -> np.ndarray:
+    """PA chest, viewed as facing the patient (patient's left to the image right), with a RLL opacity."""
+    f = _Film(rows, cols, ps)
+    f.ellipsoid(1.0, 0, 60, 165, 260, 110)  # trunk
+    f.ellipsoid(1.0, 0, -215, 60, 70, 55)  # neck
+    f.ellipsoid(1.0, -150, -150, 45, 70, 50, angle=30)  # right shoulder
+    f.ellipsoid(1.0, 150, -150, 45, 70, 50, angle=-30)  # left shoulder
+    air = _Film(rows, cols, ps)
+    air.ellipsoid(1.0, -80, -25, 64, 150, 82)  # right lung (higher hemidiaphragm below the liver)
+    air.ellipsoid(1.0, 78, -12, 64, 158, 80)  # left lung
+    heart = _Film(rows, cols, ps)
+    heart.ellipsoid(1.0, 30, 75, 72, 64, 62)
+    heart.ellipsoid(1.0, 0, -60, 22, 90, 40)  # mediastinum (aorta, trachea area)
+    heart.ellipsoid(0.7, -85, 70, 30, 28, 35)  # right lower lobe consolidation (the finding)
+    f.att -= 0.95 * np.maximum(air.att - heart.att, 0.0)
+    f.tube(0.9, [(0, -300), (0, 330)], 20, inner=15, inner_weight=0.5)  # spine
+    for i in range(10):  # posterior ribs
+        v0 = -150 + 31 * i
+        for s in (-1.0, 1.0):
+            pts = [(s * (18 + 14 * k), v0 - 12 + 0.0016 * (14 * k) ** 2 + 2.5 * k) for k in range(11)]
+            f.tube(1.4, pts, 5.5, inner=4.0, inner_weight=0.5)
+    for i in range(6):  # anterior ribs, fainter, sloping down towards the midline
+        v0 = -110 + 34 * i
+        for s in (-1.0, 1.0):
+            pts = [(s * (150 - 16 * k), v0 + 5.0 * k) for k in range(8)]
+            f.tube(0.8, pts, 5.0, inner=3.5, inner_weight=0.4)
+    for s in (-1.0, 1.0):
+        f.tube(1.8, [(s * 18, -178), (s * 80, -190), (s * 150, -178)], 7.5, inner=4, inner_weight=1.0)  # clavicle
+        f.ellipsoid(1.4, s * 175, -150, 30, 30, 25)  # humeral head
+    return f.to_pixels(offset=250, gain=12.0, noise=10.0, seed=11)
+
+
+def _chest_lateral(rows: int, cols: int, ps: float) -> np.ndarray:
+    """Left lateral chest, anterior to the image left: lungs superimposed, heart anterior, spine posterior."""
+    f = _Film(rows, cols, ps)
+    f.ellipsoid(1.0, 0, 60, 115, 260, 165)  # trunk, seen from the side
+    f.ellipsoid(1.0, 25, -215, 55, 70, 60)  # neck
+    air = _Film(rows, cols, ps)
+    air.ellipsoid(2.0, 10, -15, 88, 155, 64)  # both lungs, superimposed
+    heart = _Film(rows, cols, ps)
+    heart.ellipsoid(2.0, -40, 75, 58, 64, 52)
+    heart.ellipsoid(1.2, 25, 65, 30, 25, 30)  # RLL opacity projected over the posterior lung
+    f.att -= 0.95 * np.maximum(air.att - heart.att, 0.0)
+    z = -260.0
+    while z < 330:  # vertebral bodies with disc spaces
+        f.ellipsoid(1.6, 80, z + 12, 17, 12, 20)
+        z += 28.0
+    f.tube(1.6, [(-110, -160), (-104, 70)], 6, inner=3, inner_weight=0.8)  # sternum
+    for i in range(9):
+        v0 = -140 + 32 * i
+        f.tube(0.5, [(95, v0), (40, v0 + 25), (-60, v0 + 55)], 5, inner=3.5, inner_weight=0.2)
+    return f.to_pixels(offset=250, gain=7.0, noise=10.0, seed=12)
+
+
+@dataclass(frozen=True)
+class _WristPose:
+    du: float = 0.0
+    dv: float = 0.0
+    fracture: bool = True
+    ball: tuple[float, float] | None = None  # (row, col) pixel centre of the calibration ball
+
+
+def _wrist_pa(rows: int, cols: int, ps: float, pose: _WristPose, seed: int) -> np.ndarray:
+    """Right wrist PA, fingers up, radial side (thumb) to the image left; optional distal radius fracture."""
+    f = _Film(rows, cols, ps)
+    ou, ov = pose.du, pose.dv
+
+    def P(u: float, v: float) -> tuple[float, float]:
+        return (u + ou, v + ov)
+
+    # soft tissue: forearm, wrist, hand, thumb
+    f.tube(1.0, [P(-2, 180), P(-2, -15)], 31)
+    f.ellipsoid(1.0, *P(2, -85), 47, 70, 21)
+    f.tube(1.0, [P(-32, -45), P(-56, -110)], 11)
+    # radius: flaring distal metaphysis, slanted articular surface (radial styloid more distal)
+    ru, rv_end = -15.0 + ou, -6.0 + ov
+
+    def radius_film(su: float, sv: float) -> np.ndarray:
+        """Projected radius; (su, sv) displaces the distal end (the fracture fragment)."""
+        cap, neck, shaft = (_Film(rows, cols, ps) for _ in range(3))
+        cap.ellipsoid(2.0, ru + su, rv_end + 14 + sv, 15.5, 17, 9, angle=-12)
+        neck.tube(2.2, [(ru + su, rv_end + 14 + sv), (ru + 2, rv_end + 45)], 12.5, inner=9.5, inner_weight=0.9)
+        shaft.tube(2.2, [(ru + 2, rv_end + 40), (ru + 3, 185 + ov)], 10, inner=6.5, inner_weight=0.9)
+        return np.maximum(np.maximum(cap.att, neck.att), shaft.att)
+
+    radius = radius_film(0.0, 0.0)
+    if pose.fracture:
+        # oblique fracture line 12-24 mm proximal to the articular surface; the distal fragment is
+        # displaced 1.2 mm radially and impacted 0.8 mm
+        (a_u, a_v), (b_u, b_v) = ((u_ + ou, v_ + ov) for u_, v_ in _WRIST_FRACTURE_UV)
+        n_u, n_v = -(b_v - a_v), (b_u - a_u)
+        n_len = math.hypot(n_u, n_v)
+        n_u, n_v = n_u / n_len, n_v / n_len
+        distal = radius_film(-1.2, 0.8)
+        rr, cc = np.mgrid[0:rows, 0:cols].astype(np.float32)
+        u = f.u0 + ps * cc
+        v = f.v0 + ps * rr
+        side = (u - a_u) * n_u + (v - a_v) * n_v  # < 0 on the distal side (towards the hand)
+        line = np.abs(side) < 0.6
+        radius = np.where(side < 0, distal, radius)
+        radius = np.where(line, radius * 0.15, radius)
+    f.att += radius
+    # ulna and its styloid
+    f.tube(2.0, [P(17, 4), P(14, 185)], 8, inner=5, inner_weight=0.8)
+    f.ellipsoid(2.0, *P(21, -1), 3.5, 7, 4)
+    # carpal bones (proximal and distal rows)
+    for cu, cv, a, b, ang in [(-17, -18, 8, 12, 35), (-2, -17, 8, 8, 0), (11, -15, 7, 7, 0), (17, -11, 5, 5, 0),
+                              (-25, -38, 8, 8, 10), (-12, -39, 6, 8, 0), (0, -38, 8, 12, 0), (13, -36, 8, 11, 0)]:
+        f.ellipsoid(1.9, *P(cu, cv), a, b, 8, angle=ang)
+    # metacarpal bases and shafts
+    for (bu, bv), (tu, tv), r in [((-32, -50), (-52, -112), 6.0), ((-15, -53), (-22, -180), 5.5),
+                                  ((0, -55), (0, -180), 5.5), ((12, -53), (18, -180), 5.0),
+                                  ((23, -48), (36, -170), 5.0)]:
+        f.tube(2.0, [P(bu, bv), P(tu, tv)], r, inner=r - 2.0, inner_weight=0.7)
+    img = f.to_pixels(offset=180, gain=26.0, noise=9.0, seed=seed)
+    if pose.ball is not None:
+        # steel calibration ball: saturates the detector, sharp (anti-aliased) edge
+        br, bc = pose.ball
+        rad_px = WRIST_BALL_DIAMETER_MM / 2 / ps
+        r0, r1 = int(br - rad_px - 2), int(br + rad_px + 3)
+        c0, c1 = int(bc - rad_px - 2), int(bc + rad_px + 3)
+        yy, xx = np.mgrid[r0:r1, c0:c1].astype(np.float32)
+        w = np.clip(rad_px + 0.5 - np.hypot(yy - br, xx - bc), 0.0, 1.0)
+        region = img[r0:r1, c0:c1].astype(np.float32)
+        img[r0:r1, c0:c1] = np.rint(region + (4000.0 - region) * w).astype(np.uint16)
+    return img
+
+
+def _dx_image(
+    out_file: Path,
+    spec: _StudySpec,
+    *,
+    series_key: str,
+    series_number: int,
+    series_description: str,
+    pixels: np.ndarray,
+    imager_spacing: float,
+    view_position: str,
+    view_code: tuple[str, str, str],
+    patient_orientation: Sequence[str],
+    laterality: str,
+    anatomy: tuple[str, str, str],
+    body_part: str,
+    monochrome1: bool,
+    transfer_syntax: str,
+    acquired: dt.datetime,
+    window: tuple[float, float],
+) -> tuple[str, str, Path]:
+    """Write one DX For Presentation image. ``pixels`` are MONOCHROME2-sense values (inverted if MONOCHROME1)."""
+    series_uid = _uid(spec.key, series_key, "series")
+    sop = _uid(spec.key, series_key, "instance", 0)
+    ds = _base_dataset(
+        spec, sop_class=DX_PRESENTATION_STORAGE, sop_uid=sop, series_uid=series_uid,
+        series_number=series_number, series_description=series_description, instance_number=1,
+        modality="DX", manufacturer_model="Synthetic DR", acquired=acquired,
+    )
+    ds.BodyPartExamined = body_part
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.ImageType = ["DERIVED", "PRIMARY"]
+    ds.AcquisitionNumber = 1
+    ds.PatientOrientation = list(patient_orientation)
+    ds.ImageLaterality = laterality  # (Series-level Laterality must then be absent)
+    ds.PositionerType = "COLUMN" if body_part == "CHEST" else "NONE"
+    ds.ViewPosition = view_position
+    ds.ViewCodeSequence = DicomSequence([_code(*view_code)])
+    ds.ViewCodeSequence[0].ViewModifierCodeSequence = DicomSequence([])
+    ds.AnatomicRegionSequence = DicomSequence([_code(*anatomy)])
+    ds.SamplesPerPixel = 1
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.PixelIntensityRelationship = "LOG"
+    ds.RescaleIntercept = 0
+    ds.RescaleSlope = 1
+    ds.RescaleType = "US"
+    wc, ww = window
+    if monochrome1:
+        pixels = (4095 - pixels).astype(np.uint16)
+        wc = 4095 - wc
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        ds.PresentationLUTShape = "INVERSE"
+        ds.PixelIntensityRelationshipSign = -1
+    else:
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.PresentationLUTShape = "IDENTITY"
+        ds.PixelIntensityRelationshipSign = 1
+    ds.WindowCenter = wc
+    ds.WindowWidth = ww
+    ds.LossyImageCompression = "00"
+    ds.BurnedInAnnotation = "NO"
+    ds.CalibrationImage = "NO"
+    ds.DetectorType = "SCINTILLATOR"
+    ds.ImagerPixelSpacing = [imager_spacing, imager_spacing]
+    ds.KVP = 110 if body_part == "CHEST" else 55
+    ds.ExposureInuAs = 2_000_000 if body_part == "CHEST" else 2_500_000
+    ds.AcquisitionContextSequence = DicomSequence([])
+    _write(ds, out_file, pixels, transfer_syntax)
+    return series_uid, sop, out_file
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Ultrasound cine
+# ----------------------------------------------------------------------------------------------------------
+
+US_ROWS, US_COLS, US_FRAMES = 480, 640, 32
+US_FRAME_TIME_MS = 33.3
+US_DELTA_MM = 0.3  # physical size of a pixel in both directions
+US_APEX = (20, 320)  # (row, col) of the transducer's virtual apex
+US_STONE_CENTER_FRAME1 = (290, 306)  # (row, col) of the gallstone's centre in frame 1
+
+
+def _us_cine(seed: int) -> np.ndarray:
+    """Sector-scan cine of the right upper quadrant: liver, gallbladder with a shadowing stone, breathing."""
+    rng = np.random.default_rng(seed)
+    rows, cols, n = US_ROWS, US_COLS, US_FRAMES
+    d = US_DELTA_MM
+    rr, cc = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    x = (cc - US_APEX[1]) * d  # lateral mm
+    y = (rr - US_APEX[0]) * d  # depth mm
+    r = np.hypot(x, y)
+    theta = np.degrees(np.arctan2(x, y))
+    sector = (np.abs(theta) < 35.0) & (r > 4.0) & (r < 135.0)
+    stone_r = US_STONE_DIAMETER_MM / 2
+    sy = (US_STONE_CENTER_FRAME1[0] - US_APEX[0]) * d
+    sx = (US_STONE_CENTER_FRAME1[1] - US_APEX[1]) * d
+    margin = 24
+    speckle = rng.rayleigh(0.7, size=(rows + 2 * margin, cols)).astype(np.float32)
+    frames = np.zeros((n, rows, cols), dtype=np.uint8)
+    depth_gain = np.float32(1.0) - np.float32(0.0025) * r
+    for i in range(n):
+        m = 4.0 * math.sin(2 * math.pi * i / n)  # breathing: the organs move down by up to 4 mm
+        e = np.full((rows, cols), 0.5, dtype=np.float32)  # liver parenchyma
+        e = np.where((y > 6) & (y < 13), 0.85, e)  # abdominal wall fascia
+        e = np.where(y <= 6, 0.35, e)  # subcutaneous fat
+        yy = y - m
+        gb = ((x + 8) / 15.0) ** 2 + ((yy - 64) / 30.0) ** 2
+        e = np.where((gb < 1.12) & (gb >= 1.0), 1.0, e)  # gallbladder wall
+        e = np.where(gb < 1.0, 0.03, e)  # bile, anechoic
+        pv = ((x - 22) / 6.0) ** 2 + ((yy - 74) / 4.0) ** 2
+        e = np.where(pv < 1.0, 0.05, e)  # portal vein
+        dia = np.abs(np.hypot(x, yy + 40) - 160.0)
+        e = np.where(dia < 1.5, 1.0, e)  # diaphragm
+        e = np.where(np.hypot(x, yy + 40) > 161.5, 0.3, e)
+        stone = np.hypot(x - sx, yy - sy)
+        e = np.where(stone <= stone_r, 1.0, e)
+        # acoustic shadow: rays through the stone, beyond it
+        half_angle = math.degrees(math.asin(min(stone_r / math.hypot(sx, sy + m), 1.0)))
+        ray = np.abs(theta - math.degrees(math.atan2(sx, sy + m))) < half_angle
+        beyond = r > math.hypot(sx, sy + m)
+        e = np.where(ray & beyond & (stone > stone_r), e * 0.12, e)
+        shift = round(m / d)
+        sp = speckle[margin - shift: margin - shift + rows]
+        img = e * sp * depth_gain * np.float32(190.0)
+        img = np.where(stone <= stone_r, np.maximum(img, 215.0), img)  # strongly reflective surface
+        img = np.where(sector, img, 0.0)
+        frames[i] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return frames
+
+
+def _us_study(out: Path, spec: _StudySpec) -> DemoStudy:
+    series_uid = _uid(spec.key, "cine", "series")
+    sop = _uid(spec.key, "cine", "instance", 0)
+    acquired = spec.when + dt.timedelta(minutes=6)
+    ds = _base_dataset(
+        spec, sop_class=US_MULTIFRAME_STORAGE, sop_uid=sop, series_uid=series_uid, series_number=1,
+        series_description="RUQ CINE (SYNTHETIC)", instance_number=1, modality="US",
+        manufacturer_model="Synthetic US C5-1", acquired=acquired,
+    )
+    frames = _us_cine(seed=21)
+    ds.BodyPartExamined = "ABDOMEN"
+    ds.PatientOrientation = ""
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "ABDOMINAL", "0001"]
+    ds.AcquisitionNumber = 1
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.NumberOfFrames = frames.shape[0]
+    ds.Rows, ds.Columns = frames.shape[1:]
+    ds.BitsAllocated = 8
+    ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.FrameTime = US_FRAME_TIME_MS
+    ds.FrameIncrementPointer = 0x00181063  # Frame Time
+    ds.CineRate = 30
+    ds.RecommendedDisplayFrameRate = 30
+    ds.EffectiveDuration = round(US_FRAME_TIME_MS * frames.shape[0] / 1000.0, 3)
+    ds.ActualFrameDuration = int(US_FRAME_TIME_MS)
+    ds.StartTrim = 1
+    ds.StopTrim = frames.shape[0]
+    ds.LossyImageCompression = "00"
+    ds.BurnedInAnnotation = "NO"
+    ds.TransducerData = ["C5-1", "", ""]
+    ds.ProcessingFunction = "ABDOMEN"
+    region = Dataset()
+    half_width = math.ceil(135.0 / US_DELTA_MM * math.sin(math.radians(35)))
+    region.RegionSpatialFormat = 1  # 2D
+    region.RegionDataType = 1  # tissue
+    region.RegionFlags = 0
+    region.RegionLocationMinX0 = US_APEX[1] - half_width
+    region.RegionLocationMinY0 = US_APEX[0]
+    region.RegionLocationMaxX1 = US_APEX[1] + half_width
+    region.RegionLocationMaxY1 = min(US_APEX[0] + int(135.0 / US_DELTA_MM), US_ROWS - 1)
+    region.ReferencePixelX0 = US_APEX[1] - region.RegionLocationMinX0
+    region.ReferencePixelY0 = 0
+    region.ReferencePixelPhysicalValueX = 0.0
+    region.ReferencePixelPhysicalValueY = 0.0
+    region.PhysicalUnitsXDirection = 3  # cm
+    region.PhysicalUnitsYDirection = 3
+    region.PhysicalDeltaX = US_DELTA_MM / 10
+    region.PhysicalDeltaY = US_DELTA_MM / 10
+    region.TransducerFrequency = 3500
+    ds.SequenceOfUltrasoundRegions = DicomSequence([region])
+    f = _write(ds, out / "001_US" / "US000001.dcm", frames, ExplicitVRLittleEndian)
+    known = [KnownObject(
+        name="gallstone", kind="disc", diameter_mm=US_STONE_DIAMETER_MM, series_uid=series_uid,
+        sop_instance_uid=sop, center=US_STONE_CENTER_FRAME1,
+        note="echogenic disc with acoustic shadow; moves with breathing (frame 1 is the rest position)",
+    )]
+    return _study_result(spec, [f], [series_uid], ExplicitVRLittleEndian, known)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -649,9 +1056,64 @@ def _ct_abdomen(out: Path, spec: _StudySpec) -> DemoStudy:
     known = [KnownObject(
         name="aorta", kind="cylinder", diameter_mm=ABDOMEN_AORTA_DIAMETER_MM, series_uid=series_uid,
         sop_instance_uid=sops[k], center=(*ABDOMEN_AORTA_CENTER_XY, zs[k]),
-        note="vertical cylinder (185 HU) from z=%.1f down to z=%.1f" % (top + 30, top - 250),
+        note=f"vertical cylinder (185 HU) from z={top + 30:.1f} down to z={top - 250:.1f}",
     )]
     return _study_result(spec, files, [series_uid], RLELossless, known)
+
+
+def _born(today: dt.date, age: int, month: int, day: int) -> dt.date:
+    """A birth date on month/day that makes the patient ``age`` years old on ``today``."""
+    year = today.year - age - (1 if (month, day) > (today.month, today.day) else 0)
+    return dt.date(year, month, 28 if (month, day) == (2, 29) else day)
+
+
+def _years_before(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def _chest_study(out: Path, spec: _StudySpec) -> DemoStudy:
+    rows, cols, ps = 2500, 2000, 0.175
+    common = {"imager_spacing": ps, "laterality": "U", "anatomy": ("816094009", "SCT", "Chest"),
+              "body_part": "CHEST", "transfer_syntax": ExplicitVRLittleEndian}
+    pa_uid, _, pa_file = _dx_image(
+        out / "001_DX" / "DX000001.dcm", spec, series_key="pa", series_number=1,
+        series_description="CHEST PA (SYNTHETIC)", pixels=_chest_pa(rows, cols, ps), view_position="PA",
+        view_code=("399348003", "SCT", "postero-anterior"), patient_orientation=["L", "F"],
+        monochrome1=True, acquired=spec.when + dt.timedelta(minutes=1), window=(2150.0, 3400.0), **common,
+    )
+    lat_uid, _, lat_file = _dx_image(
+        out / "002_DX" / "DX000001.dcm", spec, series_key="lateral", series_number=2,
+        series_description="CHEST LAT (SYNTHETIC)", pixels=_chest_lateral(rows, cols, ps), view_position="LL",
+        view_code=("399173006", "SCT", "left lateral"), patient_orientation=["P", "F"],
+        monochrome1=False, acquired=spec.when + dt.timedelta(minutes=2), window=(2150.0, 3400.0), **common,
+    )
+    return _study_result(spec, [pa_file, lat_file], [pa_uid, lat_uid], ExplicitVRLittleEndian)
+
+
+
+
+def _wrist_study(out: Path, spec: _StudySpec, current: bool) -> DemoStudy:
+    pose = (_WristPose(fracture=True, ball=WRIST_BALL_CENTER) if current
+            else _WristPose(du=3.0, dv=-5.0, fracture=False, ball=None))
+    pixels = _wrist_pa(WRIST_ROWS, WRIST_COLS, WRIST_SPACING, pose, seed=31 if current else 32)
+    series_uid, sop, f = _dx_image(
+        out / "001_DX" / "DX000001.dcm", spec, series_key="pa", series_number=1,
+        series_description="WRIST PA RIGHT (SYNTHETIC)", pixels=pixels, imager_spacing=WRIST_SPACING,
+        view_position="PA", view_code=("399348003", "SCT", "postero-anterior"), patient_orientation=["L", "F"],
+        laterality="R", anatomy=("74670003", "SCT", "Wrist joint"), body_part="WRIST", monochrome1=False,
+        transfer_syntax=JPEG2000Lossless, acquired=spec.when + dt.timedelta(minutes=1), window=(2000.0, 3600.0),
+    )
+    known = []
+    if current:
+        known.append(KnownObject(
+            name="calibration ball", kind="disc", diameter_mm=WRIST_BALL_DIAMETER_MM, series_uid=series_uid,
+            sop_instance_uid=sop, center=WRIST_BALL_CENTER,
+            note="steel sphere at the detector plane: measure with ImagerPixelSpacing",
+        ))
+    return _study_result(spec, [f], [series_uid], JPEG2000Lossless, known)
 
 
 def write_demo_studies(out: Path, night: dt.date | None = None) -> list[DemoStudy]:
@@ -663,25 +1125,49 @@ def write_demo_studies(out: Path, night: dt.date | None = None) -> list[DemoStud
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if night is None:
-        night = dt.datetime.now(dt.timezone.utc).date()
+        night = dt.datetime.now(dt.UTC).date()
     evening = night - dt.timedelta(days=1)
 
     def at(day: dt.date, hh: int, mm: int, ss: int = 0) -> dt.datetime:
         return dt.datetime(day.year, day.month, day.day, hh, mm, ss)
 
     head = _StudySpec(
-        key="ct-head", patient=_Patient("SYNTHETIC^HEADCT", "RRDEMO-0001", "M", 78, (3, 9)),
+        key="ct-head", patient=_Patient("SYNTHETIC^HEADCT", "RRDEMO-0001", "M", _born(night, 78, 3, 9)),
         when=at(night, 2, 14, 7), accession="SYN26001", description="CT HEAD WO CONTRAST",
         priority="STAT", modality="CT", body_part="HEAD", study_id="1001",
     )
     abdomen = _StudySpec(
-        key="ct-abdomen", patient=_Patient("SYNTHETIC^ABDOMENCT", "RRDEMO-0002", "F", 24, (11, 2)),
+        key="ct-abdomen", patient=_Patient("SYNTHETIC^ABDOMENCT", "RRDEMO-0002", "F", _born(night, 24, 11, 2)),
         when=at(night, 1, 38, 41), accession="SYN26002", description="CT ABDOMEN PELVIS WITH CONTRAST",
         priority="ROUTINE", modality="CT", body_part="ABDOMEN", study_id="1002",
     )
-    studies = [
+    chest = _StudySpec(
+        key="xr-chest", patient=_Patient("SYNTHETIC^CHESTXRAY", "RRDEMO-0003", "M", _born(night, 45, 7, 21)),
+        when=at(evening, 23, 31, 12), accession="SYN26003", description="XR CHEST PA AND LATERAL",
+        priority="ROUTINE", modality="DX", body_part="CHEST", study_id="1003",
+    )
+    wrist_patient = _Patient("SYNTHETIC^WRISTXRAY", "RRDEMO-0004", "F", _born(night, 34, 4, 30))
+    wrist = _StudySpec(
+        key="xr-wrist", patient=wrist_patient, when=at(evening, 22, 47, 55), accession="SYN26004",
+        description="XR WRIST RIGHT 2 VIEWS", priority="ROUTINE", modality="DX", body_part="WRIST",
+        study_id="1004",
+    )
+    wrist_prior = _StudySpec(
+        key="xr-wrist-prior", patient=wrist_patient, when=at(_years_before(evening, 2), 14, 5, 30),
+        accession="SYN24117", description="XR WRIST RIGHT 2 VIEWS", priority="ROUTINE", modality="DX",
+        body_part="WRIST", study_id="0877", institution="Synthetic Orthopaedic Clinic (demo)",
+        referrer="SYNTHETIC^ORTHO^DOCTOR^^MD",
+    )
+    ultrasound = _StudySpec(
+        key="us-abdomen", patient=_Patient("SYNTHETIC^ABDOMENUS", "RRDEMO-0005", "F", _born(night, 52, 1, 17)),
+        when=at(night, 0, 52, 3), accession="SYN26005", description="US ABDOMEN RUQ",
+        priority="ROUTINE", modality="US", body_part="ABDOMEN", study_id="1005",
+    )
+    return [
         _ct_head(out / "ct_head", head),
         _ct_abdomen(out / "ct_abdomen", abdomen),
+        _chest_study(out / "xr_chest", chest),
+        _wrist_study(out / "xr_wrist", wrist, current=True),
+        _wrist_study(out / "xr_wrist_prior", wrist_prior, current=False),
+        _us_study(out / "us_abdomen", ultrasound),
     ]
-    del evening
-    return studies
