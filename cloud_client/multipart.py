@@ -80,23 +80,31 @@ def iter_parts(chunks: Iterable[bytes], boundary: str) -> Iterator[tuple[dict[st
         del buf[: h + 4]
         length = headers.get("content-length")
         if length is not None and length.isdigit():
+            # Hand the part on as soon as it is complete (the next delimiter may not have been sent yet).
             n = int(length)
-            while len(buf) < n + len(next_delim):
+            while len(buf) < n + 2:
                 if not fill():
                     raise MultipartError("multipart body truncated inside a part")
-            if buf[n: n + len(next_delim)] != next_delim:
+            if buf[n: n + 2] != b"\r\n":
                 raise MultipartError("multipart part longer than its Content-Length")
             body = bytes(buf[:n])
-            del buf[: n + len(next_delim)]
-        else:
-            start = 0
-            while True:
-                j = buf.find(next_delim, start)
-                if j >= 0:
-                    break
-                start = max(0, len(buf) - len(next_delim))
+            del buf[: n + 2]
+            yield headers, body
+            while len(buf) < len(delim):
                 if not fill():
-                    raise MultipartError("multipart body truncated inside a part")
-            body = bytes(buf[:j])
-            del buf[: j + len(next_delim)]
+                    raise MultipartError("multipart body truncated after a part")
+            if buf[: len(delim)] != delim:
+                raise MultipartError("multipart part longer than its Content-Length")
+            del buf[: len(delim)]
+            continue
+        start = 0
+        while True:
+            j = buf.find(next_delim, start)
+            if j >= 0:
+                break
+            start = max(0, len(buf) - len(next_delim))
+            if not fill():
+                raise MultipartError("multipart body truncated inside a part")
+        body = bytes(buf[:j])
+        del buf[: j + len(next_delim)]
         yield headers, body

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import pydicom
 import requests
+import urllib3
 
 from .audit import FAILURE, SUCCESS, AuditTrail
 from .cache import InstanceCache
@@ -343,7 +344,7 @@ class StudyFetcher:
         resp = self._open(run, path)
         try:
             boundary = boundary_of(resp.headers.get("Content-Type", ""))
-            for headers, body in iter_parts(resp.iter_content(1 << 20), boundary):
+            for headers, body in iter_parts(_read_chunks(resp), boundary):
                 run.check_cancel()
                 run.inflight.acquire()
                 try:
@@ -362,7 +363,9 @@ class StudyFetcher:
         for ts in options[start:]:
             accept = f'multipart/related; type="application/dicom"; transfer-syntax={ts}'
             try:
-                resp = self.session.http.get(self.session.url(path), headers={"Accept": accept}, stream=True)
+                # identity: pixel data is compressed by transfer syntax, not by gzip (server CPU, latency)
+                resp = self.session.http.get(self.session.url(path), stream=True,
+                                             headers={"Accept": accept, "Accept-Encoding": "identity"})
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise ArchiveUnavailable(detail=f"GET {path}: {type(exc).__name__}") from exc
             if resp.status_code in (406, 400) and ts != options[-1]:
@@ -451,6 +454,20 @@ class StudyFetcher:
         while time.monotonic() < end:
             run.check_cancel()
             time.sleep(0.05)
+
+
+def _read_chunks(resp: requests.Response, size: int = 1 << 20):
+    """Yield the body as it arrives (``read1``: whatever is there, up to ``size``), so each part is handed on as
+    soon as it is complete instead of waiting for a full buffer."""
+    raw = resp.raw
+    while True:
+        try:
+            data = raw.read1(size, decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ArchiveUnavailable(detail=f"stream interrupted: {type(exc).__name__}") from exc
+        if not data:
+            return
+        yield data
 
 
 def _as_unavailable(exc: BaseException) -> ArchiveUnavailable:
