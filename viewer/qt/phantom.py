@@ -25,6 +25,8 @@ def empty_volume(shape=(300, 512, 512), spacing=(1.0, 0.7, 0.7), orientation="ax
     md = {"modality": "CT", "units": "HU", "calibration": "patient", "slice_thickness": spacing[0],
           "patient_name": "SYNTHETIC^PHANTOM", "patient_id": "PHANTOM-1", "study_description": "Phantom",
           "series_description": f"{orientation} phantom"}
+    md["series_uid"] = "2.25.1000"
+    md["slice_refs"] = [(f"2.25.{1001 + k}", None) for k in range(shape[0])]  # synthetic SOP Instance UIDs
     md.update(metadata or {})
     return Volume(voxels=vox, origin=np.array(origin, float), row_direction=row, column_direction=col,
                   slice_direction=normal, spacing=tuple(float(s) for s in spacing), metadata=md)

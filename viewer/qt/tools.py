@@ -40,35 +40,25 @@ class Annotation:
 
 
 def make_measurement(kind: str, points: list[np.ndarray], view, text: str = ""):
-    """Build the ``viewer.measurements`` object for ``kind`` from patient points (and the view's volume)."""
+    """Build the ``viewer.measurements`` object for ``kind`` from patient points picked on ``view``'s volume.
+
+    ``ellipse`` points are [centre, end of one semi-axis, end of the other] (screen-aligned); they are turned into
+    the DICOM ELLIPSE form (both ends of the major axis, then of the minor axis).
+    """
     from viewer import measurements as m
 
-    pts = [tuple(float(c) for c in p) for p in points]
     vol = view.volume
-    frame = _frame_info(view)
-    if kind == "length":
-        return m.Length(points=pts, **frame)
-    if kind == "arrow":
-        return m.Arrow(points=pts, **frame)
-    if kind == "angle":
-        return m.Angle(points=pts, **frame)
-    if kind == "cobb":
-        return m.CobbAngle(points=pts, **frame)
+    pts = [tuple(float(c) for c in p) for p in points]
     if kind == "probe":
-        return m.PixelProbe.at(vol, pts[0], **frame) if hasattr(m.PixelProbe, "at") else m.PixelProbe(points=pts, **frame)
-    if kind == "text":
-        return m.TextNote(points=pts, text=text, **frame)
+        return m.PixelProbe.at(vol, pts[0])
     if kind == "ellipse":
-        return m.EllipseROI.from_volume(vol, pts, **frame) if hasattr(m.EllipseROI, "from_volume") else \
-            m.EllipseROI(points=pts, **frame)
-    if kind == "freehand":
-        return m.FreehandROI.from_volume(vol, pts, **frame) if hasattr(m.FreehandROI, "from_volume") else \
-            m.FreehandROI(points=pts, **frame)
-    raise ValueError(f"unknown tool {kind!r}")
-
-
-def _frame_info(view) -> dict:
-    return {}
+        c, a, b = (np.asarray(p, float) for p in points)
+        if np.linalg.norm(a - c) < np.linalg.norm(b - c):
+            a, b = b, a
+        pts = [tuple(c - (a - c)), tuple(a), tuple(c - (b - c)), tuple(b)]
+    cls = m.MEASUREMENT_TYPES[kind]
+    fields = {"text": text} if text else {}
+    return cls.from_volume(vol, pts, **fields)
 
 
 def describe(measurement) -> str:
@@ -194,7 +184,17 @@ class ToolController:
         pts = [np.asarray(p, float) for p in self._pending]
         if kind == "ellipse":  # centre + corner of the bounding box -> centre + the two semi-axis end points
             pts = self._ellipse_axes(pts[0], pts[1])
-        m = make_measurement(kind, pts, self.view, text=text)
+        from viewer.measurements import MeasurementError
+
+        try:
+            m = make_measurement(kind, pts, self.view, text=text)
+        except MeasurementError as exc:   # e.g. a region with no pixel inside: say why, on screen
+            self.cancel()
+            self.view.show_message(str(exc))
+            return
+        if self.view.message:
+            self.view.message = None
+            self.view.overlays.set_notice(None)
         k = getattr(self.view, "k", None) if hasattr(self.view, "toggle_key_image") else None
         ann = Annotation(kind=kind, points=pts, measurement=m, label=text or describe(m), slice_index=k)
         self.annotations.append(ann)

@@ -164,6 +164,7 @@ class ImageView(QWidget):
         self._drag: dict | None = None
         self.letters: dict[str, str] = {}
         self.show_patient_text = True
+        self.message: str | None = None
         from viewer.qt.tools import ToolController
 
         self.tools = ToolController(self)
@@ -352,6 +353,12 @@ class ImageView(QWidget):
         return QPoint(round(x / ratio), round(self.canvas.height() - 1 - y / ratio))
 
     # ----- drawing
+    def show_message(self, text: str | None) -> None:
+        """A short message in the middle of the view (why a tool refused, ...); None clears it."""
+        self.message = text
+        self.overlays.set_notice(text)
+        self.render()
+
     def render(self) -> None:
         if self.volume is None:
             self.render_window.Render()
@@ -517,7 +524,7 @@ class StackViewport(ImageView):
         self._cine = QTimer(self)
         self._cine.timeout.connect(self._cine_step)
         self.fps = 10.0
-        self.key_images: set[int] = set()
+        self.key_images: dict[int, object] = {}   # slice index -> viewer.measurements.KeyImage
 
     # ----- volume
     def set_volume(self, volume, arrived: set[int] | None = None, shared: SharedImage | None = None) -> None:
@@ -538,6 +545,7 @@ class StackViewport(ImageView):
         self.k = nk // 2 if self.arrived is None else (min(self.arrived) if self.arrived else 0)
         self.mapper.SetSliceNumber(self.k)
         self.tools.clear_scene()
+        self.key_images = {}
         if self.shared.components > 1:
             self.image_property.SetLookupTable(None)
             self.set_window_level(255.0, 127.5, emit=False)
@@ -659,20 +667,33 @@ class StackViewport(ImageView):
         return max(1, self.volume.shape[0] // 10) if self.volume is not None else 10
 
     def toggle_key_image(self, k: int | None = None) -> bool:
-        """Mark/unmark slice ``k`` (default: the shown one) as a key image; returns the new state."""
+        """Mark/unmark slice ``k`` (default: the shown one) as a key image; returns the new state.
+
+        Marking emits ``measurementAdded`` with a ``viewer.measurements.KeyImage`` (refused with the core's
+        MeasurementError, in words, for a slice that was not acquired).
+        """
+        from viewer.measurements import KeyImage
+
         k = self.k if k is None else k
         if k in self.key_images:
-            self.key_images.discard(k)
+            self.key_images.pop(k)
             state = False
         else:
-            self.key_images.add(k)
+            mark = KeyImage.from_volume(self.volume, k)
+            self.key_images[k] = mark
+            self.measurementAdded.emit(mark)
             state = True
         self.render()
         return state
 
     def _key(self, ev) -> None:
         if ev.key() == Qt.Key_K:
-            self.toggle_key_image()
+            from viewer.measurements import MeasurementError
+
+            try:
+                self.toggle_key_image()
+            except MeasurementError as exc:  # e.g. an interpolated slice: say so on screen
+                self.show_message(str(exc))
         elif ev.key() == Qt.Key_Space:
             self.stop() if self._cine.isActive() else self.play()
         else:
@@ -708,7 +729,7 @@ class StackViewport(ImageView):
 
     def render(self) -> None:
         if self.volume is not None:
-            self.overlays.set_notice(None if self.has_slice(self.k) else f"loading slice {self.k + 1} ...")
+            self.overlays.set_notice(self.message if self.has_slice(self.k) else f"loading slice {self.k + 1} ...")
             self.image_slice.SetVisibility(self.has_slice(self.k))
         super().render()
 
