@@ -1,0 +1,161 @@
+"""The reference cloud under faults and restarts: C-STORE routing, workitems surviving an Orthanc restart,
+a worklist-service restart and a whole-cloud restart (without duplicate items), report SRs to DIR/outbound."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from pydicom.uid import generate_uid
+
+from cloud.ups import performer_of, text
+from tests.fixtures.cloud import stow, wait_for_workitems
+
+pytestmark = pytest.mark.integration
+DJ = {"Content-Type": "application/dicom+json"}
+
+
+def _ct_head(real_data: Path) -> tuple[Path, str]:
+    import pydicom
+
+    folder = real_data / "01_ct_head_gantry_tilt_series"
+    uid = pydicom.dcmread(min(folder.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
+    return folder, uid
+
+
+def _dx_chest(real_data: Path) -> tuple[list[Path], str]:
+    import pydicom
+
+    files = sorted((real_data / "11_dx_chest_mono1_small").rglob("*.dcm"))
+    return files, pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+
+
+def _claim(c, uid: str) -> str:
+    tuid = generate_uid(prefix=None)
+    body = json.dumps({"00081195": {"vr": "UI", "Value": [tuid]}, "00741000": {"vr": "CS", "Value": ["IN PROGRESS"]}})
+    r = requests.put(f"{c.base_url}/workitems/{uid}/state", data=body, headers=DJ, auth=c.auth(), timeout=10)
+    assert r.status_code == 200
+    return tuid
+
+
+def test_c_store_from_a_modality_is_routed(empty_cloud, real_data):
+    if not shutil.which("storescu"):
+        pytest.skip("dcmtk's storescu is not installed (Debian package dcmtk)")
+    c = empty_cloud
+    folder, study_uid = _ct_head(real_data)
+    out = subprocess.run(["storescu",  # noqa: PLW1510 - returncode checked below "-aet", "CT_SCANNER", "-aec", c.ae_title, "+sd", "127.0.0.1",
+                          str(c.dicom_port), str(folder)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    items = wait_for_workitems(c, study_uid)
+    assert len(items) == 1
+    assert performer_of(items[0]) == "reader2"              # CT HEAD -> neuro -> reader2 in the demo rules
+    sp = items[0]["00741210"]["Value"]
+    assert {text(i, "0040A160") for i in sp} == {"CT", "HEAD"}
+
+
+def test_workitems_survive_orthanc_restart_and_routing_resumes(empty_cloud, real_data):
+    c = empty_cloud
+    folder, head_uid = _ct_head(real_data)
+    stow(c, sorted(folder.glob("*.dcm"))[:5])
+    item = wait_for_workitems(c, head_uid)[0]
+    uid = text(item, "00080018")
+    _claim(c, uid)
+    c.kill_orthanc()
+    assert requests.get(f"{c.base_url}/studies", auth=c.auth(), timeout=10).status_code in (502, 503, 504)
+    # the worklist keeps answering while the archive is down
+    r = requests.get(f"{c.base_url}/workitems/{uid}", auth=c.auth(), timeout=10)
+    assert r.status_code == 200 and text(r.json(), "00741000") == "IN PROGRESS"
+    c.start_orthanc()
+    assert requests.get(f"{c.base_url}/studies", auth=c.auth(), timeout=10).status_code == 200
+    files, chest_uid = _dx_chest(real_data)
+    stow(c, files)
+    chest = wait_for_workitems(c, chest_uid)
+    assert len(chest) == 1 and performer_of(chest[0]) == "reader1"       # DX THORAX -> chest -> reader1
+    again = requests.get(f"{c.base_url}/workitems/{uid}", auth=c.auth(), timeout=10).json()
+    assert text(again, "00741000") == "IN PROGRESS"
+    assert len(wait_for_workitems(c, head_uid)) == 1
+
+
+def test_workitems_survive_service_and_cloud_restart_without_duplicates(tmp_path, real_data):
+    from cloud.launcher import CloudProcess
+    from tests.fixtures.cloud import _require_servers
+
+    _require_servers()
+    folder, head_uid = _ct_head(real_data)
+    c = CloudProcess(tmp_path / "cloud").start()
+    try:
+        stow(c, sorted(folder.glob("*.dcm"))[:3])
+        uid = text(wait_for_workitems(c, head_uid)[0], "00080018")
+        tuid = _claim(c, uid)
+        c.stop_worklist()
+        assert requests.get(f"{c.base_url}/workitems", auth=c.auth(), timeout=10).status_code in (502, 503, 504)
+        c.start_worklist()
+        assert text(requests.get(f"{c.base_url}/workitems/{uid}", auth=c.auth(), timeout=10).json(),
+                    "00741000") == "IN PROGRESS"
+    finally:
+        c.stop()
+    c2 = CloudProcess(tmp_path / "cloud").start()       # same directory, new ports
+    try:
+        items = wait_for_workitems(c2, head_uid)
+        assert [text(w, "00080018") for w in items] == [uid]       # the feed position was kept: no duplicate
+        assert text(items[0], "00741000") == "IN PROGRESS"
+        # the owner's Transaction UID survived the restart too
+        r = requests.post(f"{c2.base_url}/workitems/{uid}?transaction={tuid}", headers=DJ, auth=c2.auth(),
+                          data=json.dumps({"00741202": {"vr": "LO", "Value": ["after restart"]}}), timeout=10)
+        assert r.status_code == 200
+        r = requests.get(f"{c2.base_url}/studies", params={"StudyInstanceUID": head_uid}, auth=c2.auth(),
+                         timeout=10)
+        assert r.status_code == 200 and len(r.json()) == 1
+    finally:
+        c2.stop()
+
+
+def _verified_report_sr(tmp_path: Path) -> Path:
+    """A signed TID 2000 report SR as the workstation writes it (reporting.sr)."""
+    try:
+        from reporting.model import Person, Report, StudyContext
+        from reporting.sr import build_report_sr
+        from reporting.templates import TemplateLibrary
+    except ImportError as e:
+        pytest.skip(f"the workstation's report writer is not available to make a test SR: {e}")
+    reader = Person("reader1", "One^Reader")
+    r = Report(TemplateLibrary().get("ct-head-noncontrast"),
+               StudyContext(study_uid=generate_uid(), patient_id="DEMO-9", issuer_of_patient_id="READROOM-DEMO",
+                            patient_name="SYNTHETIC^OUTBOUND", patient_sex="F", accession_number="ACC-OUT",
+                            study_date="20261204", study_time="101500"), author=reader)
+    r.apply_macro("normal")
+    r.set_field("impression", "No acute intracranial abnormality.")
+    ds = build_report_sr(r, reader_name=reader.name, organization="ReadRoom demo",
+                         verified_at="2026-12-04T10:30:00+00:00")
+    path = tmp_path / "report.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_stored_report_sr_goes_to_outbound(empty_cloud, tmp_path):
+    try:
+        import cloud.ehr_outbound  # noqa: F401
+    except ImportError:
+        pytest.skip("cloud.ehr_outbound (report delivery to the EHR) is not in the tree yet")
+    import time
+
+    import pydicom
+
+    c = empty_cloud
+    sr = _verified_report_sr(tmp_path)
+    sop = pydicom.dcmread(sr, stop_before_pixels=True).SOPInstanceUID
+    stow(c, [sr])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(list(c.outbound_dir.iterdir())) < 2:
+        time.sleep(0.3)
+    written = sorted(p.name for p in c.outbound_dir.iterdir())
+    assert written == [f"{sop}.diagnosticreport.json", f"{sop}.oru.hl7"], (
+        (c.dir / "logs" / "worklist.log").read_text()[-1500:])
+    assert "No acute intracranial abnormality." in (c.outbound_dir / f"{sop}.oru.hl7").read_text()
+    # a study holding only a report is not a reading task: no workitem for it
+    time.sleep(3)
+    study = pydicom.dcmread(sr, stop_before_pixels=True).StudyInstanceUID
+    assert wait_for_workitems(c, study, timeout=0) == []
