@@ -32,7 +32,7 @@ import datetime as dt
 import itertools
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,7 @@ from pydicom.uid import (
 
 __all__ = [
     "ABDOMEN_AORTA_DIAMETER_MM",
+    "DEMO_KEYS",
     "HEAD_BLEED_CENTER_LPS",
     "HEAD_BLEED_DIAMETER_MM",
     "ISSUER",
@@ -114,6 +115,9 @@ class KnownObject:
     center: tuple[float, ...]
     note: str = ""
 
+    def __post_init__(self) -> None:  # also accept the JSON form (lists) the cloud writes to seeded.json
+        object.__setattr__(self, "center", tuple(float(c) for c in self.center))
+
 
 @dataclass
 class DemoStudy:
@@ -139,6 +143,10 @@ class DemoStudy:
     patient_age: str = ""
     referring_physician: str = ""
     known_objects: list[KnownObject] = field(default_factory=list)
+
+    def __post_init__(self) -> None:  # also accept the JSON form (str paths, dicts) of dataclasses.asdict
+        self.files = [Path(f) for f in self.files]
+        self.known_objects = [k if isinstance(k, KnownObject) else KnownObject(**k) for k in self.known_objects]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -445,6 +453,7 @@ def _abdomen_shapes(top_z: float) -> list[_Shape]:
         cyl(-105, 40, -292, -428, 18, 42, 240, angle=28),
         _Shape(at(0, -35, -385), (48, 36, 38), 8),  # urinary bladder
         # retroperitoneal vessels last: nothing in front of them may cover them
+        cyl(ax, ay, 30, -250, ra + 4.5, ra + 4.5, -95),  # periaortic retroperitoneal fat
         cyl(ax, ay, 30, -250, ra, ra, 185),  # aorta (exact cylinder)
         cyl(30, 18, -250, -430, 6.5, 6.5, 175),  # left common iliac
         cyl(-30, 18, -250, -430, 6.5, 6.5, 175),  # right common iliac
@@ -926,7 +935,8 @@ def _us_cine(seed: int) -> np.ndarray:
         shift = round(m / d)
         sp = speckle[margin - shift: margin - shift + rows]
         img = e * sp * depth_gain * np.float32(190.0)
-        img = np.where(stone <= stone_r, np.maximum(img, 215.0), img)  # strongly reflective surface
+        w = np.clip(0.5 - (stone - stone_r) / d, 0.0, 1.0)  # anti-aliased edge of the stone
+        img += (np.maximum(img, 215.0) - img) * w  # strongly reflective surface
         img = np.where(sector, img, 0.0)
         frames[i] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return frames
@@ -1116,12 +1126,20 @@ def _wrist_study(out: Path, spec: _StudySpec, current: bool) -> DemoStudy:
     return _study_result(spec, [f], [series_uid], JPEG2000Lossless, known)
 
 
-def write_demo_studies(out: Path, night: dt.date | None = None) -> list[DemoStudy]:
+DEMO_KEYS = ("ct-head", "ct-abdomen", "xr-chest", "xr-wrist", "xr-wrist-prior", "us-abdomen")
+
+
+def write_demo_studies(out: Path, night: dt.date | None = None,
+                       only: Collection[str] | None = None) -> list[DemoStudy]:
     """Write the demo night shift under ``out`` (one folder per study) and describe what was written.
 
     ``night`` is the date on which the shift ends (early-morning studies carry this date, late-evening
-    ones the day before); default today (UTC). UIDs do not depend on it.
+    ones the day before); default today (UTC). UIDs do not depend on it. ``only`` restricts the output
+    to some of :data:`DEMO_KEYS` (e.g. ``{"ct-head"}`` for a test that needs one study).
     """
+    unknown = set(only or ()) - set(DEMO_KEYS)
+    if unknown:
+        raise ValueError(f"unknown demo studies {sorted(unknown)}; choose from {', '.join(DEMO_KEYS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if night is None:
@@ -1163,11 +1181,12 @@ def write_demo_studies(out: Path, night: dt.date | None = None) -> list[DemoStud
         when=at(night, 0, 52, 3), accession="SYN26005", description="US ABDOMEN RUQ",
         priority="ROUTINE", modality="US", body_part="ABDOMEN", study_id="1005",
     )
-    return [
-        _ct_head(out / "ct_head", head),
-        _ct_abdomen(out / "ct_abdomen", abdomen),
-        _chest_study(out / "xr_chest", chest),
-        _wrist_study(out / "xr_wrist", wrist, current=True),
-        _wrist_study(out / "xr_wrist_prior", wrist_prior, current=False),
-        _us_study(out / "us_abdomen", ultrasound),
+    writers: list[tuple[str, Callable[[], DemoStudy]]] = [
+        ("ct-head", lambda: _ct_head(out / "ct_head", head)),
+        ("ct-abdomen", lambda: _ct_abdomen(out / "ct_abdomen", abdomen)),
+        ("xr-chest", lambda: _chest_study(out / "xr_chest", chest)),
+        ("xr-wrist", lambda: _wrist_study(out / "xr_wrist", wrist, current=True)),
+        ("xr-wrist-prior", lambda: _wrist_study(out / "xr_wrist_prior", wrist_prior, current=False)),
+        ("us-abdomen", lambda: _us_study(out / "us_abdomen", ultrasound)),
     ]
+    return [write() for key, write in writers if only is None or key in only]

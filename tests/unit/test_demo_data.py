@@ -283,3 +283,14 @@ def test_uids_are_deterministic(tmp_path, demo):
     assert uid[0] == uid[1] != uid[2]
     for u in uid:
         assert u.startswith("2.25.") and len(u) <= 64
+
+
+def test_demo_study_round_trips_through_json(demo):
+    """The cloud writes seeded.json with dataclasses.asdict and the launcher rebuilds DemoStudy(**d)."""
+    import dataclasses
+    import json
+
+    for s in demo:
+        d = json.loads(json.dumps(dataclasses.asdict(s), default=str))
+        back = DemoStudy(**d)
+        assert back == s
