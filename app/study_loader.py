@@ -112,6 +112,7 @@ class StudyLoader:
 
     def load(self, study_uid: str, emit: Callable[[object], None],
              cancelled: threading.Event | None = None) -> StudyLoad:
+        import viewer.volume  # noqa: F401 - viewer.volume re-exports the loader; importing it first avoids a cycle
         from viewer.loader import SeriesError, VolumeBuilder
 
         t0 = time.monotonic()
@@ -140,7 +141,7 @@ class StudyLoader:
                 emit(SlicesArrived(series_uid, ks))
 
         def on_metadata(meta: list[dict]) -> None:
-            groups = group_series([Dataset.from_json(d) for d in meta])
+            groups = group_series([Dataset.from_json(_without_bulk(d)) for d in meta])
             ordered = sorted(groups.values(),
                              key=lambda g: (g[0].series_number is None, g[0].series_number or 0))
             with lock:
@@ -184,6 +185,11 @@ class StudyLoader:
         total = int(getattr(fetched, "instances_total", count[0]) or count[0])
         emit(LoadProgress(done=total, total=total))
         return result
+
+
+def _without_bulk(d: dict) -> dict:
+    """Metadata without bulk-data references (pixels come with the instances, not from the metadata)."""
+    return {k: v for k, v in d.items() if not (isinstance(v, dict) and "BulkDataURI" in v)}
 
 
 def _rate(p) -> float | None:

@@ -1,0 +1,158 @@
+"""The workstation against a real reference cloud: reader1's worklist (STAT first), claiming, a lost claim race,
+and opening a study that streams in (first image before the fetch finishes), with priors listed.
+
+The cloud is this module's own (not the shared seeded one) because these tests change workitem states; it is
+filled the way a clinic would: synthetic CT studies sent with STOW-RS, routed by the demo rules to reader1.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pydicom
+import pytest
+
+pytestmark = [pytest.mark.gui, pytest.mark.integration, pytest.mark.slow]
+
+pytest.importorskip("pytestqt")
+
+
+def _ct_study(out, key: str, *, n: int, size: int, priority: str, description: str, study_date: str):
+    from cloud.demo_data import write_ct_series
+
+    files = write_ct_series(out / key, n_slices=n, rows=size, cols=size, key=key)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.BodyPartExamined = "CHEST"
+        ds.StudyDescription = description
+        ds.RequestedProcedurePriority = priority
+        ds.StudyDate = study_date
+        ds.save_as(f)
+    return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID), files
+
+
+@pytest.fixture(scope="module")
+def reading_cloud(tmp_path_factory):
+    from tests.fixtures.cloud import _require_servers, stow, wait_for_workitems
+
+    _require_servers()
+    from cloud.launcher import CloudProcess
+
+    root = tmp_path_factory.mktemp("app-cloud")
+    c = CloudProcess(root / "cloud", seed_demo=False).start()
+    today = dt.date.today().strftime("%Y%m%d")
+    studies = {
+        "stat": _ct_study(root, "app-stat", n=160, size=512, priority="STAT", description="CT CHEST STAT",
+                          study_date=today),
+        "routine": _ct_study(root, "app-routine", n=12, size=128, priority="ROUTINE",
+                             description="CT CHEST ROUTINE", study_date=today),
+        "race": _ct_study(root, "app-race", n=8, size=64, priority="ROUTINE", description="CT CHEST FOLLOW-UP",
+                          study_date=today),
+        "prior": _ct_study(root, "app-prior", n=8, size=64, priority="ROUTINE", description="CT CHEST OLD",
+                           study_date="20240105"),
+    }
+    for _uid, files in studies.values():
+        stow(c, files)
+    for uid, _files in studies.values():
+        assert wait_for_workitems(c, uid, timeout=120), "the cloud did not route a stored study"
+    c.study_uids = {k: v[0] for k, v in studies.items()}
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def workstation(qtbot, reading_cloud):
+    from app.cli_gui import application, open_workstation
+    from app.session import sign_in
+    from cloud_client.profiles import ServerProfile
+
+    application()
+    profile = ServerProfile(name="test", base_url=reading_cloud.base_url, user="reader1", prefetch_count=0)
+    session = sign_in(profile, "reader1")
+    win = open_workstation(session)
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: win.worklist.model.rowCount() > 0, timeout=30000)
+    yield win
+    win.close()
+    from app.workers import wait_for_all
+
+    wait_for_all(20000)
+    win.ws.close()
+
+
+def _row_of(win, study_uid: str) -> int:
+    for row, item in enumerate(win.worklist.model.items):
+        if item.study_uid == study_uid:
+            return row
+    raise AssertionError("study not on the worklist")
+
+
+def test_worklist_lists_reader1_items_stat_first_with_countdown(workstation, reading_cloud):
+    model = workstation.worklist.model
+    uids = [i.study_uid for i in model.items]
+    assert uids[0] == reading_cloud.study_uids["stat"]
+    assert set(reading_cloud.study_uids.values()) <= set(uids)
+    assert model.index(0, 0).data() == "STAT"
+    assert model.index(1, 0).data() == "ROUTINE"
+    due = model.index(0, 1).data()
+    assert due.startswith("in ") and "min" in due          # STAT SLA 30 min: a live countdown
+    assert "min" in model.index(0, 2).data()                # waiting time
+    assert "2 STAT" not in workstation.worklist.count.text() and "1 STAT" in workstation.worklist.count.text()
+
+
+def test_lost_claim_race_shows_taken_by_another_reader(workstation, reading_cloud, qtbot):
+    from cloud_client.session import DicomWebSession
+    from cloud_client.worklist import TransactionStore, WorklistClient
+
+    win = workstation
+    row = _row_of(win, reading_cloud.study_uids["race"])
+    item = win.worklist.model.item(row)
+    # another workstation (its own transaction store) claims the same item first
+    other_store = TransactionStore(path=reading_cloud.dir / "other-workstation-tuids.json")
+    with DicomWebSession(win.ws.session.profile, password="reader1") as other:
+        WorklistClient(other, "reader1", store=other_store).claim(item.workitem_uid)
+    win.worklist.select_row(row)
+    with qtbot.waitSignal(win.worklist.claim_lost, timeout=20000) as lost:
+        win.worklist.claim_and_open()
+    assert "Another reader took this study" in lost.args[0]
+    assert not win.worklist.notice.isHidden() and "Another reader" in win.worklist.notice.text()
+    assert all(i.workitem_uid != item.workitem_uid for i in win.worklist.model.items)
+    assert win.pages.currentIndex() == 0                    # still on the worklist, nothing opened
+
+
+def test_claim_opens_study_first_image_before_fetch_finishes(workstation, reading_cloud, qtbot):
+    win = workstation
+    row = _row_of(win, reading_cloud.study_uids["stat"])
+    win.worklist.select_row(row)
+    page = win.reading
+    marks = {}
+    page.first_image_shown.connect(lambda _uid: marks.setdefault("first", (time.monotonic(),
+                                                                            page.load_result is None)))
+    page.study_loaded.connect(lambda _r: marks.setdefault("loaded", time.monotonic()))
+    page.load_failed.connect(lambda m: marks.setdefault("failed", m))
+    progress = []
+    page.fetch_progress.connect(lambda p: progress.append((p.done, p.total)))
+    win.worklist.claim_and_open()
+    qtbot.waitUntil(lambda: "loaded" in marks or "failed" in marks, timeout=180000)
+    assert "failed" not in marks, marks.get("failed")
+    assert "first" in marks, "no image was shown"
+    first_t, still_loading = marks["first"]
+    assert still_loading and first_t < marks["loaded"]
+    # the first image was on screen while most of the study was still to come
+    at_first = [d for d, t in progress if t]
+    assert at_first and min(at_first) < 160
+    claimed = next(i for i in win.worklist.model.items if i.study_uid == reading_cloud.study_uids["stat"])
+    assert claimed.state == "IN PROGRESS" and claimed.held_here
+    vp = next(iter(page.viewports.values()))
+    assert vp.volume.shape[0] == 160 and vp.arrived is None   # every slice arrived
+    assert win.editor.report is not None and win.editor.report.study.study_uid == claimed.study_uid
+    # the prior (same patient, older) is offered for side-by-side comparison
+    qtbot.waitUntil(lambda: page.priors.isEnabled(), timeout=20000)
+    texts = [page.priors.itemText(i) for i in range(page.priors.count())]
+    assert any("2024-01-05" in t for t in texts)
+    idx = next(i for i, t in enumerate(texts) if "2024-01-05" in t)
+    page.priors.setCurrentIndex(idx)
+    page.open_selected_prior()
+    qtbot.waitUntil(lambda: bool(page.prior_viewports) and
+                    next(iter(page.prior_viewports.values())).arrived is None, timeout=60000)
+    assert len(page.viewports) == 1 and len(page.prior_viewports) == 1
