@@ -156,7 +156,8 @@ def build_report_content(report: Report, reader_name: str) -> hd.sr.ContainerCon
 
 def build_report_sr(report: Report, *, reader_name: str, organization: str, verified_at: str | None = None,
                     series_uid: str | None = None, sop_instance_uid: str | None = None, series_number: int = 900,
-                    instance_number: int = 1, predecessor_datasets: list[Dataset] | None = None) -> Dataset:
+                    instance_number: int = 1, predecessor_datasets: list[Dataset] | None = None,
+                    reader_id: str | None = None) -> Dataset:
     """The signed report as an Enhanced SR (TID 2000), COMPLETE and VERIFIED by ``reader_name`` (DICOM PN)."""
     content = build_report_content(report, reader_name)
     evidence, real = _evidence(report)
@@ -172,6 +173,12 @@ def build_report_sr(report: Report, *, reader_name: str, organization: str, veri
     )
     if not real:
         del sr.CurrentRequestedProcedureEvidenceSequence
+    if reader_id:  # the reader's login id, so QA can list reports per reader
+        code = Dataset()
+        code.CodeValue = reader_id[:16]
+        code.CodingSchemeDesignator = "99READROOM"
+        code.CodeMeaning = reader_name.replace("^", " ")[:64]
+        sr.VerifyingObserverSequence[0].VerifyingObserverIdentificationCodeSequence = [code]
     if report.study.issuer_of_patient_id:
         sr.IssuerOfPatientID = report.study.issuer_of_patient_id
     if verified_at:

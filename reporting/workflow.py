@@ -113,7 +113,8 @@ def _sign(report: Report, reader: Person, pin: str, *, organization: str, outbox
     identity = report.study.identity()
     signature = signing.sign(reader.user_id, reader.name, pin, content, identity, signed_at)  # asks for the PIN
     sr = build_report_sr(report, reader_name=reader.name, organization=organization, verified_at=signed_at,
-                         series_uid=series_uid, sop_instance_uid=sop_uid, predecessor_datasets=predecessor_ds)
+                         series_uid=series_uid, sop_instance_uid=sop_uid, predecessor_datasets=predecessor_ds,
+                         reader_id=reader.user_id)
     record = SignedRecord(content, identity, signature,
                           {"study_uid": report.study.study_uid, "series_uid": series_uid, "sop_class_uid": ENHANCED_SR,
                            "sop_instance_uid": sop_uid})

@@ -142,12 +142,12 @@ CHILD = textwrap.dedent("""
     r = Report(TemplateLibrary().get("xr-chest"), StudyContext(study_uid=item.study_uid, patient_id=item.patient_id,
                workitem_uid=wi))
     r.apply_macro("normal"); r.set_field("indication", "Killed before sending")
-    res = sign_report(r, Person("reader1"), "%s")
+    res = sign_report(r, Person("reader1"), "PIN")
     print(res.record.sr["sop_instance_uid"], flush=True)
     import time
     while True:
         time.sleep(1)
-""" % PIN)
+""").replace('"PIN"', f'"{PIN}"')
 
 
 def test_kill_9_between_sign_and_send_then_cli_outbox_retry_delivers(empty_cloud, real_data):
