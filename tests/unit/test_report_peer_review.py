@@ -6,8 +6,18 @@ import pytest
 
 from reporting.model import Person, Report, StudyContext
 from reporting.outbox import Outbox
-from reporting.peer_review import (BlindReview, RadpeerScore, ReviewedReport, ReviewError, build_review_sr,
-                                   qa_summary, queue_review, review_from_sr, reviews_of_reader, side_by_side)
+from reporting.peer_review import (
+    BlindReview,
+    RadpeerScore,
+    ReviewedReport,
+    ReviewError,
+    build_review_sr,
+    qa_summary,
+    queue_review,
+    review_from_sr,
+    reviews_of_reader,
+    side_by_side,
+)
 from reporting.sr import build_report_sr
 from reporting.templates import TemplateLibrary
 
