@@ -107,8 +107,9 @@ def create_app(store: WorkitemStore, config: CloudConfig, auth: Authenticator,
                 continue
             else:
                 params.append((k, v))
-        items = await asyncio.to_thread(store.search, params, limit, offset)
-        return _dicom_json([_clean(d) for d in items])
+        items = await asyncio.to_thread(store.search_raw, params, limit, offset)
+        body = "[" + ",".join(i if isinstance(i, str) else json.dumps(_clean(i)) for i in items) + "]"
+        return Response(body, media_type=DICOM_JSON)
 
     @guarded
     async def create(request: Request) -> Response:

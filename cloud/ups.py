@@ -428,6 +428,12 @@ class WorkitemStore:
 
     # ---- search
     def search(self, params: list[tuple[str, str]], limit: int | None = None, offset: int = 0) -> list[dict]:
+        return [json.loads(r) if isinstance(r, str) else r for r in self.search_raw(params, limit, offset)]
+
+    def search_raw(self, params: list[tuple[str, str]], limit: int | None = None,
+                   offset: int = 0) -> list[str | dict]:
+        """Matches in worklist order, as stored JSON text when only indexed keys were used (no re-encoding).
+        Stored datasets never hold a Transaction UID (create refuses one, update strips it)."""
         where, args, generic = [], [], []
         for key, value in params:
             if value == "":
@@ -457,11 +463,11 @@ class WorkitemStore:
             args += [-1 if limit is None else int(limit), int(offset)]
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
+        if not generic:
+            return [r[0] for r in rows]
         out = [json.loads(r[0]) for r in rows]
-        if generic:
-            out = [ds for ds in out if all(matches(ds, p, v) for p, v in generic)]
-            out = out[offset:] if limit is None else out[offset:offset + int(limit)]
-        return out
+        out = [ds for ds in out if all(matches(ds, p, v) for p, v in generic)]
+        return out[offset:] if limit is None else out[offset:offset + int(limit)]
 
     # ---- subscriptions and feed position
     def subscribe(self, aet: str, target: str, filter_params: list[tuple[str, str]]) -> None:

@@ -273,6 +273,9 @@ def test_http_flow_and_transaction_query(client):
     assert r2.status_code == 409
     got = client.get(path, auth=AUTH).json()
     assert "00081195" not in got and got["00741000"]["Value"] == ["IN PROGRESS"]
+    for query in ("", "?ProcedureStepState=IN%20PROGRESS", "?PatientName=SYNTHETIC*"):
+        found = client.get("/dicom-web/workitems" + query, auth=AUTH).json()
+        assert len(found) == 1 and "00081195" not in found[0] and tuid not in json.dumps(found)
     r3 = client.put(path + "/state", auth=AUTH, json=state_body(tuid, "COMPLETED"))
     assert r3.status_code == 400 and "OutputInformationSequence" in r3.json()["error"]
     assert client.post(path, auth=AUTH, json=final_attrs()).status_code == 400          # no TUID
