@@ -115,7 +115,7 @@ class DictationPanel(QWidget):
                                          keys=KeyBindings(talk=(settings.push_to_talk_key,),
                                                           command_mode=(COMMAND_MODE_KEY,)),
                                          on_command_mode=self.toggle_command_mode)
-        self.engine_event.connect(self.handle_event, Qt.QueuedConnection)
+        self.engine_event.connect(self.handle_event)   # queued: the engine emits on its worker thread
         self._key_filter = _TalkKeyFilter(self)
         from PySide6.QtWidgets import QApplication
 

@@ -178,13 +178,14 @@ class ReportEditor(QWidget):
         self.report: Report | None = None
         self.autosaver = None
         self.editors: dict[str, FieldEditor] = {}
-        self._updating = False
+        self._updating = False           # widgets being set from the model: ignore their change signals
+        self._from_widget = False        # the model is being changed from a widget: don't echo it back
         self._unsubscribe = None
         self._saves_seen = 0
         self._ask_pin = ask_pin or self._ask_pin_dialog
         self._confirm = confirm or self._confirm_dialog
         self._focus_watch = _FocusWatch(self)
-        self._model_event.connect(self._on_model_event, Qt.QueuedConnection)
+        self._model_event.connect(self._on_model_event)   # direct on the GUI thread, queued from others
 
         self.title = QLabel("Report")
         self.title.setObjectName("sectionTitle")
@@ -351,6 +352,7 @@ class ReportEditor(QWidget):
         if self._updating or self.report is None:
             return
         fe = self.editors[fid]
+        self._from_widget = True
         try:
             if self.report.focus_field != fid:
                 self.report.focus(fid)
@@ -361,23 +363,37 @@ class ReportEditor(QWidget):
             self._updating = True
             fe.set_text(self.report.get(fid))
             self._updating = False
+        finally:
+            self._from_widget = False
 
     def _user_cursor(self, fid: str) -> None:
-        if self._updating or self.report is None or self.report.focus_field != fid:
+        if self._updating or self._from_widget or self.report is None or self.report.focus_field != fid:
             return
-        self.report.set_cursor(self.editors[fid].cursor())
+        self._from_widget = True
+        try:
+            self.report.set_cursor(self.editors[fid].cursor())
+        finally:
+            self._from_widget = False
 
     def _user_focus(self, fid: str, _widget) -> None:
         if self._updating or self.report is None:
             return
-        if self.report.focus_field != fid:
-            self.report.focus(fid)
-        self.report.set_cursor(self.editors[fid].cursor())
+        self._from_widget = True
+        try:
+            if self.report.focus_field != fid:
+                self.report.focus(fid)
+            self.report.set_cursor(self.editors[fid].cursor())
+        finally:
+            self._from_widget = False
 
     # -- model -> widgets -----------------------------------------------------------------------------------
     def _on_model_event(self, ev: ReportEvent) -> None:
         r = self.report
         if r is None:
+            return
+        if self._from_widget:
+            if ev.kind == EventKind.FIELD_CHANGED:
+                self.saved.setText("Unsaved changes…")
             return
         if ev.kind in (EventKind.TEMPLATE_CHANGED, EventKind.STATE_CHANGED):
             self._rebuild()
@@ -393,17 +409,13 @@ class ReportEditor(QWidget):
                 finally:
                     self._updating = False
         elif ev.kind == EventKind.FOCUS_CHANGED and ev.field_id in self.editors:
-            fe = self.editors[ev.field_id]
-            if ev.source != "user":
-                self._updating = True
-                try:
+            fe = self.editors[ev.field_id]      # focus/cursor moved by dictation, a shortcut or the model
+            self._updating = True
+            try:
+                if not fe.widget.hasFocus():
                     fe.widget.setFocus()
-                    fe.set_cursor(r.cursor)
-                finally:
-                    self._updating = False
-            elif fe.cursor() != r.cursor and ev.field_id == r.focus_field:
-                self._updating = True
                 fe.set_cursor(r.cursor)
+            finally:
                 self._updating = False
         elif ev.kind == EventKind.CRITICAL_CHANGED:
             self._refresh_state()

@@ -28,11 +28,18 @@ def user_message(exc: BaseException) -> str:
         from cloud_client.errors import CloudError
     except ImportError:  # pragma: no cover - cloud_client is part of every build
         CloudError = ()  # type: ignore[assignment]
-    if isinstance(exc, CloudError) or type(exc).__name__ in ("VaultError", "NoKeyringError", "UserFacingError"):
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, CloudError) or names & _WORDED_FOR_READERS:
         return str(exc)
     if isinstance(exc, (ValueError, PermissionError, FileNotFoundError)) and getattr(exc, "user_facing", False):
         return str(exc)
     return f"Something went wrong ({type(exc).__name__}). The details are in the ReadRoom log."
+
+
+# Exception classes of the core packages whose messages are written for the reader and hold no patient data.
+_WORDED_FOR_READERS = {"VaultError", "NoKeyringError", "UserFacingError", "SigningError", "ValidationFailed",
+                       "NeedsConfirmation", "ReportLockedError", "StateError", "ModelNotFoundError", "AudioError",
+                       "SeriesError", "TemplateError", "OutboxError"}
 
 
 class UserFacingError(Exception):

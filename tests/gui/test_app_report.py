@@ -1,0 +1,192 @@
+"""Report editor and dictation panel on the real reporting and dictation cores (no cloud needed): typing and
+autosave, dictation events into the focused field, voice commands, validation before signing, PIN signing into
+the outbox, critical results and the addendum."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.gui
+
+pytest.importorskip("pytestqt")
+
+
+@pytest.fixture
+def ws():
+    from app.services import Workstation
+    from app.session import ReaderSession
+    from app.settings import WorkstationSettings
+    from cloud_client.profiles import ServerProfile
+    from cloud_client.session import DicomWebSession
+
+    profile = ServerProfile(name="offline", base_url="http://127.0.0.1:9/dicom-web", user="reader1",
+                            prefetch_count=0, connect_timeout_s=0.5, timeout_s=1.0)
+    w = Workstation(ReaderSession(profile, DicomWebSession(profile, password="x"), "reader1", {"reader"}),
+                    WorkstationSettings(dictation_model_dir="/nonexistent/vosk-model"))
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def item():
+    from cloud_client.worklist import WorklistItem
+
+    return WorklistItem(workitem_uid="2.25.1", study_uid="2.25.2", state="IN PROGRESS", priority="MEDIUM",
+                        patient_name="SYNTHETIC^CHEST", patient_id="RRTEST-1", modality="DX", body_part="CHEST",
+                        study_description="XR CHEST PA AND LATERAL")
+
+
+@pytest.fixture
+def editor(qtbot, ws, item):
+    from app.cli_gui import application
+    from app.report_editor import ReportEditor
+
+    application()
+    answers = {"pin": "123456", "confirm": True}
+    ed = ReportEditor(ws, ask_pin=lambda _p: answers["pin"], confirm=lambda _t, _x: answers["confirm"])
+    ed.answers = answers
+    qtbot.addWidget(ed)
+    ed.set_report(ws.open_report(item))
+    ed.show()
+    ed.activateWindow()
+    qtbot.waitUntil(ed.isActiveWindow, timeout=5000)
+    yield ed
+    ed.shutdown()
+
+
+def test_template_chosen_from_study_and_changeable(editor):
+    assert editor.report.template.id == "xr-chest"
+    assert editor.template.currentData() == "xr-chest"
+    assert "lungs" in editor.editors
+    idx = editor.template.findData("generic")
+    editor.template.setCurrentIndex(idx)
+    editor.template.activated.emit(idx)
+    assert editor.report.template.id == "generic"
+
+
+def test_typing_updates_model_and_autosaves_encrypted_draft(editor, qtbot, ws, item):
+    from PySide6.QtCore import Qt
+
+    fe = editor.editors["lungs"]
+    fe.widget.setFocus()
+    qtbot.keyClicks(fe.widget, "Small left apical nodule")
+    assert editor.report.get("lungs") == "Small left apical nodule"
+    assert editor.report.focus_field == "lungs"
+    qtbot.waitUntil(lambda: editor.saved.text().startswith("Draft saved"), timeout=10000)
+    restored = ws.draft_store().load(item.study_uid)           # what a restart after a crash would get
+    assert restored is not None and restored.get("lungs") == "Small left apical nodule"
+    raw = b"".join(p.read_bytes() for p in ws.draft_store().directory.rglob("*") if p.is_file())
+    assert b"apical nodule" not in raw and b"SYNTHETIC" not in raw   # encrypted at rest
+    # reopening the study brings the draft back into the editor
+    editor.set_report(ws.open_report(item))
+    assert editor.editors["lungs"].text() == "Small left apical nodule"
+    assert editor.saved.text() == "Draft restored"
+    qtbot.keyClick(editor.editors["lungs"].widget, Qt.Key_End)
+
+
+def test_normal_macro_fills_fields(editor):
+    editor.apply_macro()
+    assert editor.report.get("lungs").startswith("Clear.")
+    assert editor.editors["lungs"].text() == editor.report.get("lungs")
+
+
+def test_dictation_events_go_into_the_focused_field(qtbot, editor, ws):
+    from app.dictation_panel import DictationPanel
+    from dictation.events import Command, CommandEvent, FinalText, PartialText
+
+    panel = DictationPanel(ws.settings, editor)
+    qtbot.addWidget(panel)
+    panel.set_report(editor.report)
+    editor.editors["pleura"].widget.setFocus()
+    qtbot.waitUntil(lambda: editor.report.focus_field == "pleura", timeout=3000)
+    panel.feed(PartialText("small right"))
+    assert panel.partial.text() == "small right"
+    panel.feed(FinalText(1, "small right pleural effusion", "small right pleural effusion"))
+    panel.feed(CommandEvent(1, Command("period")))
+    assert editor.report.get("pleura") == "Small right pleural effusion."
+    assert editor.editors["pleura"].text() == "Small right pleural effusion."
+    assert panel.partial.text() == ""
+    # "go to impression" moves the focus, the next words land there; "scratch that" removes exactly them
+    panel.feed(CommandEvent(2, Command("go_to", "impression")))
+    assert editor.report.focus_field == "impression"
+    assert editor.editors["impression"].widget.hasFocus()
+    panel.feed(FinalText(3, "no acute findings", "no acute findings"))
+    assert editor.editors["impression"].text() == "No acute findings"
+    panel.feed(CommandEvent(4, Command("scratch_that")))
+    assert editor.report.get("impression") == ""
+    assert editor.report.get("pleura") == "Small right pleural effusion."
+
+
+def test_dictation_without_model_says_what_to_install(qtbot, editor, ws):
+    from app.dictation_panel import DictationPanel
+
+    panel = DictationPanel(ws.settings, editor)
+    qtbot.addWidget(panel)
+    panel.set_report(editor.report)
+    panel.start()
+    assert not panel.button.isChecked()
+    assert "readroom dictation install-model" in panel.notice.text()
+    assert not panel.notice.isHidden()
+
+
+def test_voice_sign_request_never_signs_silently(qtbot, editor, ws):
+    from app.dictation_panel import DictationPanel
+    from dictation.events import ConfirmRequest
+
+    panel = DictationPanel(ws.settings, editor)
+    qtbot.addWidget(panel)
+    panel.set_report(editor.report)
+    editor.answers["pin"] = None            # the reader cancels the PIN prompt
+    panel.feed(ConfirmRequest(7, "sign_report"))
+    assert editor.report.state.value == "draft"
+    assert ws.outbox_pending() == 0
+
+
+def test_sign_validates_asks_pin_and_queues_in_outbox(qtbot, editor, ws):
+    assert not editor.sign()                                     # indication and impression are required
+    assert "Cannot sign" in editor.warnings.text()
+    editor.apply_macro()
+    editor.report.set_field("indication", "Cough")
+    editor.report.set_field("impression", "No acute cardiopulmonary findings.")
+    with qtbot.waitSignal(editor.report_signed, timeout=30000):
+        assert editor.sign()
+    assert editor.report.state.value == "final"
+    assert ws.outbox_pending() == 1                            # durable before any network call
+    assert not editor.sign_button.isEnabled() and editor.addendum_button.isEnabled()
+    assert editor.editors["impression"].widget.isReadOnly()
+    # a signed report cannot be changed by dictation or typing: it takes an addendum
+    editor.start_addendum()
+    assert editor.report.is_addendum and "addendum" in editor.editors
+    editor.editors["addendum"].widget.setFocus()
+    editor.report.set_field("addendum", "Comparison with prior shows no change.")
+    assert editor.editors["impression"].widget.isReadOnly()
+    with qtbot.waitSignal(editor.report_signed, timeout=30000):
+        assert editor.sign()                                   # same PIN, the key exists now
+    assert ws.outbox_pending() == 2
+
+
+def test_wrong_pin_is_refused_in_words(qtbot, editor, ws):
+    from reporting import signing
+
+    signing.generate_key("reader1", "right-pin")
+    editor.apply_macro()
+    editor.report.set_field("indication", "Cough")
+    editor.report.set_field("impression", "Normal.")
+    editor.answers["pin"] = "wrong-pin"
+    with qtbot.waitSignal(editor.sign_failed, timeout=30000) as failed:
+        editor.sign()
+    assert "PIN" in failed.args[0] or "pin" in failed.args[0]
+    assert editor.report.state.value == "draft" and ws.outbox_pending() == 0
+
+
+def test_critical_result_recorded_with_communication(qtbot, editor):
+    from app.report_editor import CriticalResultDialog
+
+    dlg = CriticalResultDialog(editor, "Tension pneumothorax")
+    qtbot.addWidget(dlg)
+    dlg.recipient.setText("Dr. Ward, ED")
+    dlg.read_back.setChecked(True)
+    editor.record_critical(dlg)
+    cr = editor.report.critical_results[0]
+    assert cr.finding == "Tension pneumothorax" and cr.category == 1 and cr.communicated
+    assert "critical" in editor.state.text()
+    assert "Dr. Ward" in editor.report.render_text()
