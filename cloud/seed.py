@@ -17,6 +17,8 @@ def store_files(base_url: str, auth: tuple[str, str], files: Iterable[Path], bat
                 verify: bool | str = True) -> int:
     session = create_session_from_user_pass(*auth)
     session.verify = verify
+    if verify is not True:
+        session.trust_env = False     # else REQUESTS_CA_BUNDLE from the environment overrides ``verify``
     client = DICOMwebClient(url=base_url, session=session)
     files = list(files)
     stored = 0
