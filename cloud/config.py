@@ -115,6 +115,7 @@ class CloudConfig:
     sla_minutes: dict[str, int]                    # by UPS priority HIGH / MEDIUM / LOW
     stable_age_s: int = 10
     accept_any_calling_ae: bool = True
+    dicom_modalities: dict[str, tuple[str, str, int]] = dataclasses.field(default_factory=dict)
     tls_certificate: Path | None = None
     tls_key: Path | None = None
     demo: bool = False
@@ -212,9 +213,19 @@ def parse_config(data: dict, source: Path | None = None) -> CloudConfig:
         if not p.is_file():
             raise ConfigError(f"tls: file not found: {p}")
     orthanc = data.get("orthanc") or {}
+    modalities = {}
+    for name, m in (orthanc.get("modalities") or {}).items():
+        try:
+            modalities[name] = (str(m["aet"]), str(m.get("host", "127.0.0.1")), int(m.get("port", 104)))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"orthanc.modalities.{name}: give 'aet' (and optionally 'host', 'port')") from None
+    if not orthanc.get("accept_any_calling_ae", True) and not modalities:
+        raise ConfigError("orthanc.accept_any_calling_ae is false but no orthanc.modalities are listed: "
+                          "nobody could send images")
     return CloudConfig(users=users, rules=tuple(rules), sla_minutes=sla,
                        stable_age_s=int(orthanc.get("stable_age_s", 10)),
                        accept_any_calling_ae=bool(orthanc.get("accept_any_calling_ae", True)),
+                       dicom_modalities=modalities,
                        tls_certificate=cert, tls_key=key, demo=bool(data.get("demo", False)), source=source)
 
 

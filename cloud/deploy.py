@@ -95,6 +95,8 @@ def write_orthanc_config(layout: Layout, config: CloudConfig, http_port: int, di
         "DicomCheckCalledAet": False,
         "DicomAlwaysAllowStore": config.accept_any_calling_ae,
         "DicomAlwaysAllowEcho": True,
+        "DicomModalities": {n: list(m) for n, m in config.dicom_modalities.items()},
+        "DicomCheckModalityHost": not config.accept_any_calling_ae,
         "UnknownSopClassAccepted": True,
         "StableAge": config.stable_age_s,
         "SaveJobs": False,
