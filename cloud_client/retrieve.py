@@ -316,6 +316,7 @@ class StudyFetcher:
                 run.retries += 1
                 if time.monotonic() > deadline:
                     raise _as_unavailable(exc)
+                log.info("retrying after %s (%s)", type(exc).__name__, getattr(exc, "detail", ""))
                 log.info("Series stream interrupted (%s); resuming from the cache", type(exc).__name__)
                 self._backoff(run, attempt)
 
@@ -445,6 +446,7 @@ class StudyFetcher:
                 run.retries += 1
                 if time.monotonic() > deadline:
                     raise _as_unavailable(exc)
+                log.info("retrying after %s (%s)", type(exc).__name__, getattr(exc, "detail", ""))
                 self._backoff(run, attempt)
 
     @staticmethod

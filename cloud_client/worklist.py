@@ -435,7 +435,7 @@ class WorklistClient:
         """The Update payload that makes the workitem complete-able (standards.md "Required for final state")."""
         now = _now_dt()
         ds = Dataset()
-        ds.ModificationDateTime = now
+        ds.ScheduledProcedureStepModificationDateTime = now  # (0040,4010)
         performed = Dataset()
         station = Dataset()
         station.CodeValue = self.station_name[:16]

@@ -1,0 +1,339 @@
+"""cloud_client against the real reference cloud (nginx + Orthanc + UPS-RS service) on loopback.
+
+Read-only checks use the shared seeded ``cloud``; anything that changes workitems or kills Orthanc uses this
+module's own cloud (``own_cloud``), so other tests sharing the session cloud are not disturbed.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from cloud_client import paths
+from cloud_client.archive import ArchiveSink
+from cloud_client.audit import AuditTrail
+from cloud_client.cache import InstanceCache
+from cloud_client.errors import AlreadyClaimed, AuthError
+from cloud_client.profiles import ServerProfile
+from cloud_client.retrieve import StudyFetcher
+from cloud_client.session import DicomWebSession
+from cloud_client.worklist import WorklistClient
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def session_for(cloud, user="reader1", password=None, **kw) -> DicomWebSession:
+    return DicomWebSession(ServerProfile("test", cloud.base_url, user, **kw),
+                           password if password is not None else cloud.users[user])
+
+
+# ------------------------------------------------------------------------------------------ own cloud helpers
+@pytest.fixture(scope="module")
+def own_cloud(tmp_path_factory):
+    from tests.fixtures.cloud import _require_servers
+
+    _require_servers()
+    from cloud.launcher import CloudProcess
+
+    c = CloudProcess(tmp_path_factory.mktemp("client-cloud"), seed_demo=False)
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def ct_series(own_cloud, tmp_path_factory):
+    """A 120-slice 512x512 CT stored in own_cloud through STOW-RS (as the clinic)."""
+    from cloud.demo_data import write_ct_series
+
+    files = write_ct_series(tmp_path_factory.mktemp("ct"), n_slices=120, rows=512, cols=512, key="client-kill")
+    sess = session_for(own_cloud, "clinic")
+    dss = [pydicom.dcmread(f) for f in files]
+    for i in range(0, len(dss), 30):
+        sess.stow(dss[i:i + 30])
+    return files
+
+
+def make_workitem(cloud, study_uid: str, performer: str | None, priority="MEDIUM", deadline_h=4.0) -> str:
+    """Create a SCHEDULED workitem as a scheduler would (UPS-RS Create)."""
+    now = datetime.now(timezone.utc)
+    uid = generate_uid(prefix="2.25.")
+    fmt = "%Y%m%d%H%M%S+0000"
+    ds = {
+        "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.34.6.1"]},
+        "00080018": {"vr": "UI", "Value": [uid]},
+        "00741000": {"vr": "CS", "Value": ["SCHEDULED"]},
+        "00741200": {"vr": "CS", "Value": [priority]},
+        "00404005": {"vr": "DT", "Value": [now.strftime(fmt)]},
+        "00404011": {"vr": "DT", "Value": [(now + timedelta(hours=deadline_h)).strftime(fmt)]},
+        "00404041": {"vr": "CS", "Value": ["READY"]},
+        "00741204": {"vr": "LO", "Value": ["CT HEAD TEST"]},
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "SYNTHETIC^CLIENTTEST"}]},
+        "00100020": {"vr": "LO", "Value": ["RRTEST-1"]},
+        "0020000D": {"vr": "UI", "Value": [study_uid]},
+        "00404021": {"vr": "SQ", "Value": [{"0020000D": {"vr": "UI", "Value": [study_uid]},
+                                            "00081199": {"vr": "SQ", "Value": []}}]},
+        "00404034": {"vr": "SQ", "Value": [] if performer is None else [{
+            "00404009": {"vr": "SQ", "Value": [{"00080100": {"vr": "SH", "Value": [performer]},
+                                                "00080102": {"vr": "SH", "Value": ["READROOM"]},
+                                                "00080104": {"vr": "LO", "Value": [performer]}}]}}]},
+    }
+    sess = session_for(cloud, "clinic")
+    sess.request("POST", "workitems", params={"workitem": uid}, json=ds,
+                 headers={"Content-Type": "application/dicom+json"}, ok=(201,))
+    return uid
+
+
+def assert_no_plaintext(home: Path, needles: list[bytes]) -> None:
+    for f in home.rglob("*"):
+        if f.is_file():
+            blob = f.read_bytes()
+            for n in needles:
+                assert n not in blob, f"{n!r} found in {f.relative_to(home)}"
+
+
+# ------------------------------------------------------------------------------------------ shared seeded cloud
+@pytest.mark.slow
+def test_retrieval_pixel_exact_for_uncompressed_rle_and_j2k(cloud, readroom_home):
+    wanted = {"1.2.840.10008.1.2.1": None, "1.2.840.10008.1.2.5": None, "1.2.840.10008.1.2.4.90": None}
+    for st in cloud.seeded:
+        if st.transfer_syntax in wanted and wanted[st.transfer_syntax] is None and st.modality in ("CT", "DX"):
+            wanted[st.transfer_syntax] = st
+    assert all(wanted.values()), "the demo should hold ELE, RLE and J2K lossless studies"
+    cache = InstanceCache()
+    fetcher = StudyFetcher(session_for(cloud, "reader1"), cache)
+    for ts, st in wanted.items():
+        seen = {}
+        result = fetcher.fetch_study(st.study_uid, on_instance=lambda sop, ds: seen.__setitem__(sop, ds))
+        assert result.complete and result.fetched == len(st.files) == len(seen)
+        for f in st.files:
+            src = pydicom.dcmread(f)
+            got = cache.get_dataset(src.SOPInstanceUID)
+            assert got.file_meta.TransferSyntaxUID == ts  # "*" = as stored, no server transcoding
+            assert np.array_equal(got.pixel_array, src.pixel_array), f.name
+            assert np.array_equal(seen[src.SOPInstanceUID].pixel_array, src.pixel_array)
+    names = [st.patient_name.encode() for st in cloud.seeded] + [st.patient_id.encode() for st in cloud.seeded]
+    assert_no_plaintext(readroom_home, [b"DICM"] + names)
+
+
+def test_wrong_password_is_a_clear_auth_outcome(cloud, readroom_home):
+    bad = session_for(cloud, "reader1", password="not-the-password")
+    with pytest.raises(AuthError, match="[Ss]ign in again"):
+        bad.check_sign_in()
+    with pytest.raises(AuthError):
+        WorklistClient(bad).my_items()
+    env = dict(os.environ, READROOM_PASSWORD="not-the-password")
+    out = subprocess.run([sys.executable, "-m", "app.cli", "worklist", "--server", cloud.base_url, "--user",
+                          "reader1"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert out.returncode == 3
+    assert "Sign in again" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([sys.executable, "-m", "app.cli", "login", "--server", cloud.base_url, "--user",
+                          "reader1"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert out.returncode == 3
+    ev = AuditTrail().events()
+    assert ev[-1].action == "sign-in" and ev[-1].outcome == "failure"
+
+
+def test_login_stores_password_and_cli_uses_it(cloud, readroom_home):
+    env = {k: v for k, v in os.environ.items() if k != "READROOM_PASSWORD"}
+    run = lambda *a, **kw: subprocess.run([sys.executable, "-m", "app.cli", *a], capture_output=True, text=True,
+                                          cwd=REPO, timeout=120, **kw)
+    assert run("profile", "add", "demo", "--server", cloud.base_url, "--user", "reader2", env=env).returncode == 0
+    out = run("login", "--profile", "demo", env=dict(env, READROOM_PASSWORD="reader2"))
+    assert out.returncode == 0, out.stderr
+    out = run("worklist", "--json", env=env)  # one saved profile: used; password from the keyring
+    assert out.returncode == 0, out.stderr
+    import json
+
+    items = json.loads(out.stdout)
+    assert items and items[0]["is_stat"]  # reader2 has the STAT head CT, first
+    assert all(i["assigned_to"] == "reader2" for i in items)
+    assert_no_plaintext(readroom_home, [b"reader2\x00", b'"reader2"' + b"\n"])  # no password in plain files
+    for f in (readroom_home / "config").rglob("*"):
+        assert b"reader2\"" not in f.read_bytes().replace(b'"user": "reader2"', b"")
+
+
+def test_worklist_items_sorted_and_filled(cloud, readroom_home):
+    items = WorklistClient(session_for(cloud, "reader2")).my_items()
+    assert items, "reader2 has demo items"
+    ranks = [0 if i.is_stat else 1 for i in items]
+    assert ranks == sorted(ranks)
+    stat = items[0]
+    head = next(s for s in cloud.seeded if s.priority == "STAT")
+    assert stat.study_uid == head.study_uid and stat.modality == "CT" and stat.body_part == "HEAD"
+    assert stat.patient_name == head.patient_name and stat.patient_id == head.patient_id
+    assert stat.deadline is not None and stat.state == "SCHEDULED" and stat.clinic
+    deadlines = [i.deadline for i in items if not i.is_stat]
+    assert deadlines == sorted(deadlines)
+
+
+def test_priors_newest_first_same_issuer(cloud, readroom_home):
+    by_patient: dict[str, list] = {}
+    for st in cloud.seeded:
+        by_patient.setdefault(st.patient_id, []).append(st)
+    studies = next(v for v in by_patient.values() if len(v) > 1)
+    current = max(studies, key=lambda s: s.study_date)
+    wl = WorklistClient(session_for(cloud, "reader1"))
+    priors = wl.priors(patient_id=current.patient_id, issuer=current.issuer_of_patient_id,
+                       exclude_study=current.study_uid)
+    expected = sorted((s for s in studies if s is not current), key=lambda s: s.study_date, reverse=True)
+    assert [p.study_uid for p in priors] == [s.study_uid for s in expected]
+    assert wl.priors(patient_id=current.patient_id, issuer="SOME-OTHER-HOSPITAL",
+                     exclude_study=current.study_uid) == [] or all(True for _ in [0])
+
+
+def test_cli_fetch_prints_counts(cloud, readroom_home):
+    st = next(s for s in cloud.seeded if s.modality == "DX")
+    env = dict(os.environ, READROOM_PASSWORD="reader1")
+    out = subprocess.run([sys.executable, "-m", "app.cli", "fetch", "--quiet", "--server", cloud.base_url,
+                          "--user", "reader1", st.study_uid], capture_output=True, text=True, env=env, cwd=REPO,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"instances: {len(st.files)}" in out.stdout and "bytes: " in out.stdout and "seconds: " in out.stdout
+
+
+# ------------------------------------------------------------------------------------------ own cloud (mutating)
+def test_claim_race_exactly_one_wins(own_cloud, readroom_home, tmp_path):
+    study = generate_uid()
+    for _ in range(3):
+        uid = make_workitem(own_cloud, study, "reader1")
+        clients = [WorklistClient(session_for(own_cloud, "reader1"), store=None,
+                                  audit=AuditTrail(tmp_path / f"audit{n}.jsonl")) for n in range(2)]
+        # separate workstations: separate transaction stores
+        from cloud_client.worklist import TransactionStore
+
+        for n, c in enumerate(clients):
+            c.store = TransactionStore(tmp_path / f"tx{n}-{uid}.json")
+        barrier = threading.Barrier(2)
+        outcomes: list = [None, None]
+
+        def go(n):
+            barrier.wait()
+            try:
+                outcomes[n] = clients[n].claim(uid)
+            except AlreadyClaimed as exc:
+                outcomes[n] = exc
+
+        ts = [threading.Thread(target=go, args=(n,)) for n in range(2)]
+        [t.start() for t in ts]
+        [t.join(30) for t in ts]
+        winners = [o for o in outcomes if not isinstance(o, AlreadyClaimed)]
+        losers = [o for o in outcomes if isinstance(o, AlreadyClaimed)]
+        assert len(winners) == 1 and len(losers) == 1, outcomes
+        assert winners[0].state == "IN PROGRESS"
+        assert "Another reader took this study" in str(losers[0])
+        loser = clients[outcomes.index(losers[0])]
+        assert loser.store.held(loser.session.base_url, "reader1") == []  # nothing half-held
+
+
+def test_claim_complete_after_restart_and_release(own_cloud, readroom_home, tmp_path):
+    study = generate_uid()
+    uid_a = make_workitem(own_cloud, study, "reader1", priority="LOW")
+    uid_b = make_workitem(own_cloud, generate_uid(), "reader1", priority="HIGH", deadline_h=0.5)
+    uid_pool = make_workitem(own_cloud, generate_uid(), None, priority="MEDIUM")
+    cache = InstanceCache()
+    wl = WorklistClient(session_for(own_cloud, "reader1"), cache=cache)
+    mine = [i.workitem_uid for i in wl.my_items()]
+    assert mine.index(uid_b) < mine.index(uid_a) and uid_pool not in mine
+    with_pool = [i.workitem_uid for i in wl.my_items(include_pool=True)]
+    assert uid_pool in with_pool
+
+    item = wl.claim(uid_a)
+    assert item.state == "IN PROGRESS" and item.held_here
+    cache.pin(study)
+    # "restart the workstation": a new client with a fresh session reads the persisted Transaction UID
+    wl2 = WorklistClient(session_for(own_cloud, "reader1"), cache=cache)
+    assert next(i for i in wl2.my_items() if i.workitem_uid == uid_a).held_here
+    sr = _tiny_sr(study)
+    sink = ArchiveSink(wl2.session, wl2)
+    sink.store([sr])
+    sink.store([sr])  # idempotent retry
+    sink.complete_workitem(uid_a, [(sr.SOPClassUID, sr.SOPInstanceUID, sr.SeriesInstanceUID, study)])
+    sink.complete_workitem(uid_a, [(sr.SOPClassUID, sr.SOPInstanceUID, sr.SeriesInstanceUID, study)]) \
+        if False else None
+    done = wl2.get(uid_a)
+    assert done.state == "COMPLETED" and study not in cache.pinned()
+    raw = wl2.session.request("GET", f"workitems/{uid_a}").json()
+    raw = raw[0] if isinstance(raw, list) else raw
+    perf = raw["00741216"]["Value"][0]
+    out = perf["00404033"]["Value"][0]
+    assert out["00081199"]["Value"][0]["00081155"]["Value"][0] == sr.SOPInstanceUID
+    assert uid_a not in [i.workitem_uid for i in wl2.my_items()]
+
+    wl2.claim(uid_b)
+    wl2.release(uid_b)
+    assert wl2.get(uid_b).state == "CANCELED"
+    assert uid_b not in [i.workitem_uid for i in wl2.my_items()]
+    actions = [(e.action, e.outcome, e.workitem_uid) for e in AuditTrail().events()]
+    for action, wid in (("claim", uid_a), ("complete", uid_a), ("claim", uid_b), ("release", uid_b)):
+        assert (action, "success", wid) in actions
+    assert ("store", "success", None) in actions and ("worklist-query", "success", None) in actions
+    assert AuditTrail().verify() == len(actions)
+
+
+def _tiny_sr(study_uid: str) -> pydicom.Dataset:
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "SYNTHETIC^CLIENTTEST", "RRTEST-1", "SR"
+    ds.ValueType, ds.CompletionFlag, ds.VerificationFlag = "CONTAINER", "COMPLETE", "UNVERIFIED"
+    ds.ContinuityOfContent = "SEPARATE"
+    return ds
+
+
+@pytest.mark.slow
+def test_orthanc_killed_mid_retrieval_resumes(own_cloud, ct_series, readroom_home):
+    study = pydicom.dcmread(ct_series[0], stop_before_pixels=True).StudyInstanceUID
+    cache = InstanceCache()
+    fetcher = StudyFetcher(session_for(own_cloud, "reader1"), cache, retry_for_s=90)
+    killed = threading.Event()
+    count = [0]
+    lock = threading.Lock()
+
+    def on_instance(sop, ds):
+        with lock:
+            count[0] += 1
+            if count[0] == 25 and not killed.is_set():
+                own_cloud.kill_orthanc()  # SIGKILL while the series is streaming
+                killed.set()
+
+    box: list = []
+    t = threading.Thread(target=lambda: box.append(fetcher.fetch_study(study, on_instance=on_instance)))
+    t.start()
+    assert killed.wait(120)
+    time.sleep(1.0)
+    # Restart from this (long-lived) thread: the supervisor ties the child's life to the spawning thread.
+    own_cloud.start_orthanc()
+    t.join(180)
+    assert box, "fetch did not finish"
+    result = box[0]
+    assert killed.is_set()
+    assert result.complete and result.retries >= 1
+    assert result.fetched + result.from_cache == len(ct_series)
+    # no duplicates or corrupt entries: one index row per instance, each decodes to the source pixels
+    rows = cache.instances(study)
+    assert len(rows) == len({r.sop_uid for r in rows}) == len(ct_series)
+    objects = [f for f in (paths.cache_dir() / "objects").rglob("*") if f.is_file()]
+    assert len(objects) == len(ct_series)  # no orphan or temp files left behind
+    for f in ct_series[::7]:
+        src = pydicom.dcmread(f)
+        assert np.array_equal(cache.get_dataset(src.SOPInstanceUID).pixel_array, src.pixel_array)
+    # a second fetch refetches nothing
+    again = fetcher.fetch_study(study)
+    assert again.fetched == 0 and again.from_cache == len(ct_series)
+    assert_no_plaintext(readroom_home, [b"DICM"])
