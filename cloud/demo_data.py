@@ -382,6 +382,23 @@ def _head_shapes(center: tuple[float, float, float], bleed: bool = True) -> list
         _Shape(at(9.0, -4.0, 14.0), (6.0, 26.0, 13.0), 5.0, angle=14.0),  # left lateral ventricle
         _Shape(at(0, 8.0, 2.0), (2.0, 10.0, 8.0), 5.0),  # third ventricle
         _Shape(at(0, 0, 0), (0.9, 80.0, 70.0), 60.0),  # falx (calcified-ish, midline)
+        _Shape(at(0, 20.0, 8.0), (2.5, 2.5, 2.5), 280.0),  # calcified pineal gland
+        _Shape(at(0, 14.0, -46.0), (12.0, 11.0, 26.0), 33.0),  # brainstem
+        _Shape(at(0, 34.0, -46.0), (4.0, 3.0, 6.0), 6.0),  # fourth ventricle
+        # skull base (inferior slices): petrous ridges, mastoid air cells, sinuses, orbits and globes
+        _Shape(at(-34.0, 8.0, -50.0), (26.0, 7.0, 9.0), 1400.0, angle=-40.0),
+        _Shape(at(34.0, 8.0, -50.0), (26.0, 7.0, 9.0), 1400.0, angle=40.0),
+        _Shape(at(-48.0, 24.0, -58.0), (6.0, 8.0, 9.0), -600.0),
+        _Shape(at(48.0, 24.0, -58.0), (6.0, 8.0, 9.0), -600.0),
+        _Shape(at(0, -34.0, -47.0), (13.0, 11.0, 10.0), 1200.0),  # sphenoid body ...
+        _Shape(at(0, -34.0, -47.0), (10.0, 8.0, 8.0), -950.0),  # ... and its sinus
+        _Shape(at(0, -84.0, -22.0), (11.0, 6.0, 9.0), -950.0),  # frontal sinus
+        _Shape(at(-30.0, -62.0, -40.0), (16.0, 20.0, 13.0), -85.0),  # right orbital fat
+        _Shape(at(30.0, -62.0, -40.0), (16.0, 20.0, 13.0), -85.0),  # left orbital fat
+        _Shape(at(-30.0, -67.0, -40.0), (11.5, 11.5, 11.5), 12.0),  # right globe
+        _Shape(at(30.0, -67.0, -40.0), (11.5, 11.5, 11.5), 12.0),  # left globe
+        _Shape(at(-30.0, -77.5, -40.0), (4.5, 1.8, 4.5), 110.0),  # right lens
+        _Shape(at(30.0, -77.5, -40.0), (4.5, 1.8, 4.5), 110.0),  # left lens
     ]
     if bleed:
         r = HEAD_BLEED_DIAMETER_MM / 2
@@ -546,7 +563,7 @@ def _ct_series(
             ds.WindowCenter, ds.WindowWidth = [40, 600], [80, 2800]
         else:
             ds.WindowCenter, ds.WindowWidth = [50, 500], [400, 2000]
-        ds.WindowCenterWidthExplanation = ["SOFT TISSUE", "BONE"]
+        ds.WindowCenterWidthExplanation = ["BRAIN" if spec.body_part == "HEAD" else "SOFT TISSUE", "BONE"]
         files.append(_write(ds, folder / f"CT{i + 1:06d}.dcm", stored, transfer_syntax))
         sops.append(sop)
     return series_uid, files, sops
