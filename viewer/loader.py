@@ -34,6 +34,15 @@ What it handles
   the retired JPEG processes 6/8 and 10/12) are refused with a :class:`SeriesError` naming the file and
   (0002,0010). Files without a file meta header are read with the encoding pydicom detects (warning).
 
+``Volume.metadata`` keys (plain values): kind ("stack" | "cine" | "projection"), modality, sop_class_uid,
+study_uid, series_uid, frame_of_reference_uid, patient_name, patient_id, study_description,
+series_description, study_date, body_part, patient_position, laterality, view_position, patient_orientation,
+photometric, is_color, invert, units ("HU" for CT), fill_value, acquired (bool per slice), slice_refs
+((SOP Instance UID, 1-based frame or None) per slice; None for interpolated/blank slices), phases, tilt_deg,
+gantry_detector_tilt, calibration, calibration_label, slice_thickness, is_cine, window_presets, voi_luts and,
+for cine, frame_time_ms / frame_times_ms / cine_rate / recommended_fps / fps.
+Patient name/ID are there for the corner text only; warnings and errors never contain them.
+
 Anything that cannot be shown correctly raises :class:`SeriesError` naming the file and the tag. Messages name
 files and tags, never patient names or IDs.
 """
@@ -49,6 +58,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from viewer.presets import header_presets, header_voi_luts
@@ -486,6 +496,10 @@ class VolumeBuilder:
                 if len(deltas) > 1:
                     self.warnings.append("several ultrasound regions; calibration from the spatial (cm) region")
                 return (abs(dy) * 10.0, abs(dx) * 10.0), "patient", "patient (ultrasound region)"
+            if len(usable) > 1:
+                self.warnings.append("ultrasound regions with different calibrations: measurements are in pixels "
+                                     "(uncalibrated)")
+                return (1.0, 1.0), "uncalibrated", "uncalibrated"
         self.warnings.append("no pixel spacing: measurements are in pixels (uncalibrated)")
         return (1.0, 1.0), "uncalibrated", "uncalibrated"
 
@@ -651,7 +665,7 @@ class VolumeBuilder:
             raise SeriesError("instance has no pixel data", file=label, tag="(7FE0,0010)")
         tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         try:
-            arr = ds.pixel_array
+            arr = pixel_array(ds)             # the function form does not keep a second copy in the dataset
         except NotImplementedError as exc:
             name = getattr(tsuid, "name", str(tsuid))
             raise SeriesError(f"compressed with a transfer syntax no installed decoder supports ({name})",
@@ -712,28 +726,19 @@ class VolumeBuilder:
         return out
 
 
-def _to_datasets(paths_or_datasets) -> tuple[list[Dataset], list[str], list[str]]:
+def _inputs(paths_or_datasets) -> list[tuple[object, str]]:
     if isinstance(paths_or_datasets, (str, os.PathLike, Dataset)):
         paths_or_datasets = [paths_or_datasets]
-    datasets, labels, warnings = [], [], []
     items: list = []
     for item in paths_or_datasets:
         if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
             items += sorted(p for p in Path(item).iterdir() if p.is_file() and not p.name.startswith("."))
         else:
             items.append(item)
-    for n, item in enumerate(items):
-        if isinstance(item, Dataset):
-            datasets.append(item)
-            labels.append(_label(item, f"instance {n + 1}"))
-        else:
-            ds, w = read_dataset(item)
-            datasets.append(ds)
-            labels.append(Path(item).name)
-            warnings += w
-    if not datasets:
+    if not items:
         raise SeriesError("no DICOM files given")
-    return datasets, labels, warnings
+    return [(item, _label(item, f"instance {n + 1}") if isinstance(item, Dataset) else Path(item).name)
+            for n, item in enumerate(items)]
 
 
 def load_series(paths_or_datasets: Iterable | str | os.PathLike | Dataset, *, irregular: str = "resample") -> Volume:
@@ -742,12 +747,22 @@ def load_series(paths_or_datasets: Iterable | str | os.PathLike | Dataset, *, ir
     See the module docstring for what is handled, how irregular spacing is treated (``irregular``) and what is
     refused with :class:`SeriesError`.
     """
-    datasets, labels, warnings = _to_datasets(paths_or_datasets)
-    builder = VolumeBuilder(datasets, irregular=irregular, labels=labels)
+    items = _inputs(paths_or_datasets)
+    warnings: list[str] = []
+    metas = []
+    for item, _ in items:                  # files: headers first, pixels one file at a time (one copy in memory)
+        if isinstance(item, Dataset):
+            metas.append(item)
+        else:
+            ds, w = read_dataset(item, stop_before_pixels=True)
+            metas.append(ds)
+            warnings += w
+    builder = VolumeBuilder(metas, irregular=irregular, labels=[label for _, label in items])
     builder.warnings[:0] = warnings
-    for ds in datasets:
-        if "Rows" in ds:
-            builder.add_instance(ds)
+    for (item, _), meta in zip(items, metas):
+        if "Rows" not in meta:
+            continue
+        builder.add_instance(item if isinstance(item, Dataset) else read_dataset(item)[0])
     if not builder.complete:
         missing = builder.missing_instances()
         raise SeriesError(f"{len(missing)} instance(s) could not be placed in the volume", tag="(0008,0018)")
