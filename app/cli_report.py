@@ -187,7 +187,7 @@ def cmd_sign(args) -> int:
     from reporting.model import Person, Report
     from reporting.outbox import Outbox
     from reporting.templates import choose_template, default_library
-    from reporting.workflow import NeedsConfirmation, ValidationFailed, sign_report
+    from reporting.workflow import NeedsConfirmation, ValidationFailed, sign_report, write_outputs
 
     try:
         data = json.loads(args.values.read_text(encoding="utf-8"))
@@ -209,7 +209,7 @@ def cmd_sign(args) -> int:
             outbox = Outbox()
             try:
                 result = sign_report(report, reader, _pin(reader.user_id), organization=args.organization,
-                                     outbox=outbox, accept_warnings=args.accept_warnings)
+                                     outbox=outbox, accept_warnings=args.accept_warnings, outputs=False)
             except ValidationFailed as exc:
                 _err(str(exc))
                 return EXIT_INVALID
@@ -221,8 +221,11 @@ def cmd_sign(args) -> int:
                 print(f"  accepted warning: {w.message}")
             if args.no_send:
                 print(f"Queued. {outbox.status_text()}.")
-                return 0
-            return _deliver(outbox, result.outbox_item.item_id, args, session, wl)
+                rc = 0
+            else:
+                rc = _deliver(outbox, result.outbox_item.item_id, args, session, wl)
+            write_outputs(result.record, args.organization)  # PDF/FHIR/HL7: after the SR is on its way
+            return rc
     except (KeyError, signing.SigningError) as exc:
         return _fail(str(exc).strip("'\""))
     except CloudError as exc:

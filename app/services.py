@@ -170,6 +170,66 @@ class Workstation:
             self.outbox_worker = OutboxWorker(self.outbox, sink, idle_poll_s=10.0).start()
         self.start_prefetch()
 
+    # -- QA peer review ---------------------------------------------------------------------------------------
+    def _sr_instances(self) -> list:
+        """Every SR instance on the archive as (study, series, sop, series description)."""
+        out = []
+        for row in self.session.web._qido("series", {"Modality": "SR"}, None, None,
+                                          ["0008103E", "0020000D"]):
+            study = row.get("0020000D", {}).get("Value", [None])[0]
+            series = row.get("0020000E", {}).get("Value", [None])[0]
+            desc = (row.get("0008103E", {}).get("Value") or [""])[0]
+            if not study or not series:
+                continue
+            for inst in self.session.web.qido_instances(study, series):
+                sop = inst.get("00080018", {}).get("Value", [None])[0]
+                if sop:
+                    out.append((study, series, sop, desc))
+        return out
+
+    def _retrieve(self, study: str, series: str, sop: str):
+        ds = self.cache.get_dataset(sop) if self.cache is not None and self.cache.has(sop) else None
+        if ds is None:
+            ds = self.session.web.dicomweb_client().retrieve_instance(study, series, sop)
+        return ds
+
+    def qa_worklist(self):
+        """(signed reports of other readers, reviews) from the archive and this workstation's outbox."""
+        from reporting import peer_review as pr
+
+        reports, reviews = [], {}
+        for study, series, sop, desc in self._sr_instances():
+            ds = self._retrieve(study, series, sop)
+            if pr.is_review_sr(ds):
+                rv = pr.review_from_sr(ds)
+                reviews[rv.review_id] = rv
+                continue
+            try:
+                rep = pr.ReviewedReport.from_sr(ds)
+            except (AttributeError, KeyError, ValueError) as exc:
+                log.info("SR %s is not a report (%s)", sop, type(exc).__name__)
+                continue
+            if rep.reader != self.user:
+                reports.append(rep)
+        for item in self.outbox.items():
+            if item.kind == "peer-review":
+                for ds in item.dicom_datasets():
+                    rv = pr.review_from_sr(ds)
+                    reviews[rv.review_id] = rv
+        done = {r.reviewed_sop_instance_uid for r in reviews.values() if r.reviewer == self.user}
+        reports = [r for r in reports if r.sop_instance_uid not in done]
+        return reports, list(reviews.values())
+
+    def submit_review(self, review, original):
+        """Write the review SR durably to the outbox; the outbox worker stores it on the archive."""
+        from reporting import peer_review as pr
+
+        ds = pr.build_review_sr(review, original, reviewer_name=self.user)
+        item = pr.queue_review(ds, self.outbox)
+        if self.outbox_worker is not None:
+            self.outbox_worker.wake()
+        return item
+
     # -- prefetch ---------------------------------------------------------------------------------------------
     def start_prefetch(self) -> None:
         from cloud_client.prefetch import Prefetcher
