@@ -634,6 +634,11 @@ class VolumeBuilder:
         if sop in self._seen:
             return []
         label = self._labels.get(self._frames[idxs[0]].src) or _label(ds, "instance")
+        if (self.volume.metadata["kind"] != "stack" and not self._color and len(self._metas) > 1
+                and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds):
+            # planned from metadata without positions, but the images have them: the plan would be wrong
+            raise SeriesError("the series metadata lacked slice positions that the images have; open the series "
+                              "from complete headers", file=label, tag="(0020,0032)")
         needed = [i for i in idxs if i in self._uses]
         if not needed:
             self._seen.add(sop)

@@ -185,3 +185,16 @@ def test_progressive_builder_from_json_metadata_matches_load_series():
     assert builder.volume.voxels is before                 # filled in place: one copy of the pixels
     np.testing.assert_array_equal(before, load_series(series).voxels)
     assert builder.add_instance(series[0]) == []           # duplicates are ignored
+
+
+def test_builder_refuses_images_whose_positions_the_metadata_lacked():
+    series = make_slice_series(axial_positions(4))
+    metadata = []
+    for ds in series:
+        meta = Dataset.from_json({k: v for k, v in ds.to_json_dict().items()
+                                  if k not in ("7FE00010", "00200032", "00200037")})
+        metadata.append(meta)
+    builder = VolumeBuilder(metadata)
+    assert builder.volume.metadata["kind"] == "cine"
+    with pytest.raises(SeriesError, match=r"lacked slice positions.*\(0020,0032\)"):
+        builder.add_instance(series[0])
