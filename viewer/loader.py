@@ -635,6 +635,7 @@ class VolumeBuilder:
             return []
         label = self._labels.get(self._frames[idxs[0]].src) or _label(ds, "instance")
         if (self.volume.metadata["kind"] != "stack" and not self._color and len(self._metas) > 1
+                and self._frames[idxs[0]].ipp is None
                 and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds):
             # planned from metadata without positions, but the images have them: the plan would be wrong
             raise SeriesError("the series metadata lacked slice positions that the images have; open the series "

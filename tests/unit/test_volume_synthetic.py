@@ -198,3 +198,15 @@ def test_builder_refuses_images_whose_positions_the_metadata_lacked():
     assert builder.volume.metadata["kind"] == "cine"
     with pytest.raises(SeriesError, match=r"lacked slice positions.*\(0020,0032\)"):
         builder.add_instance(series[0])
+
+
+def test_single_frame_cine_at_one_position_is_frames_in_instance_order():
+    # e.g. an MR cardiac cine stored as single-frame instances, all at the same slice position
+    series = make_slice_series([(0.0, 0.0, 5.0)] * 6, modality="MR", intercept=0.0,
+                               values=lambda n, jj, ii: np.full(jj.shape, n))
+    shuffled = series[:]
+    random.Random(2).shuffle(shuffled)
+    vol = load_series(shuffled)
+    assert vol.metadata["kind"] == "cine" and vol.shape == (6, 16, 16)
+    assert [int(vol.voxels[k, 0, 0]) for k in range(6)] == list(range(6))
+    np.testing.assert_allclose(vol.origin, [0, 0, 5.0])
