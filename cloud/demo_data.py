@@ -817,10 +817,50 @@ def _wrist_pa(rows: int, cols: int, ps: float, pose: _WristPose, seed: int) -> n
     return img
 
 
+def _wrist_lateral(rows: int, cols: int, ps: float, pose: _WristPose, seed: int) -> np.ndarray:
+    """Right wrist lateral, fingers up, palmar side to the image left.
+
+    Normally the distal radial articular surface tilts ~11 degrees towards the palm; with the fracture
+    the distal fragment is tilted dorsally (-18 degrees) and displaced 2.5 mm dorsally (a Colles pattern).
+    """
+    f = _Film(rows, cols, ps)
+    ou, ov = pose.du, pose.dv
+
+    def P(u: float, v: float) -> tuple[float, float]:
+        return (u + ou, v + ov)
+
+    f.tube(1.0, [P(2, 180), P(0, -15)], 22)  # forearm soft tissue
+    f.ellipsoid(1.0, *P(-2, -85), 19, 72, 44)  # hand, seen edge-on
+    f.tube(1.0, [P(-14, -45), P(-32, -110)], 10)  # thumb
+    # radius and ulna superimposed
+    f.tube(1.6, [P(3, 40), P(3, 185)], 9, inner=6.0, inner_weight=0.7)  # ulna (behind the radius)
+    shaft = _Film(rows, cols, ps)
+    shaft.tube(2.2, [P(0, 20), P(1, 185)], 10, inner=6.5, inner_weight=0.9)
+    distal = _Film(rows, cols, ps)
+    if pose.fracture:
+        distal.ellipsoid(2.0, *P(2.5, 6.0), 11.5, 14, 15, angle=-18)
+    else:
+        distal.ellipsoid(2.0, *P(0.0, 6.0), 11.5, 14, 15, angle=11)
+    radius = np.maximum(shaft.att, distal.att)
+    if pose.fracture:
+        rr = np.arange(rows, dtype=np.float32)[:, None]
+        v = f.v0 + ps * rr - ov
+        radius = np.where(np.abs(v - 19.0) < 0.7, radius * 0.2, radius)  # the fracture line
+    f.att += radius
+    # carpus: lunate over the radius, capitate above it, scaphoid and pisiform
+    for cu, cv, a, b, ang in [(1, -17, 9, 8, 0), (1, -36, 8, 12, 0), (-5, -22, 6, 12, 40), (-11, -14, 5, 5, 0),
+                              (-9, -40, 7, 7, 0)]:
+        f.ellipsoid(1.9, *P(cu, cv), a, b, 14 if a > 7 else 8, angle=ang)
+    for (bu, bv), (tu, tv), r in [((0, -50), (-3, -180), 6.5), ((2, -50), (2, -180), 6.0),
+                                  ((-12, -46), (-30, -110), 5.5)]:
+        f.tube(2.0, [P(bu, bv), P(tu, tv)], r, inner=r - 2.0, inner_weight=0.7)
+    return f.to_pixels(offset=180, gain=22.0, noise=9.0, seed=seed)
+
+
 def _dx_image(
     out_file: Path,
-    spec: _StudySpec,
     *,
+    spec: _StudySpec,
     series_key: str,
     series_number: int,
     series_description: str,
@@ -1106,13 +1146,13 @@ def _chest_study(out: Path, spec: _StudySpec) -> DemoStudy:
     common = {"imager_spacing": ps, "laterality": "U", "anatomy": ("816094009", "SCT", "Chest"),
               "body_part": "CHEST", "transfer_syntax": ExplicitVRLittleEndian}
     pa_uid, _, pa_file = _dx_image(
-        out / "001_DX" / "DX000001.dcm", spec, series_key="pa", series_number=1,
+        out / "001_DX" / "DX000001.dcm", spec=spec, series_key="pa", series_number=1,
         series_description="CHEST PA (SYNTHETIC)", pixels=_chest_pa(rows, cols, ps), view_position="PA",
         view_code=("399348003", "SCT", "postero-anterior"), patient_orientation=["L", "F"],
         monochrome1=True, acquired=spec.when + dt.timedelta(minutes=1), window=(2150.0, 3400.0), **common,
     )
     lat_uid, _, lat_file = _dx_image(
-        out / "002_DX" / "DX000001.dcm", spec, series_key="lateral", series_number=2,
+        out / "002_DX" / "DX000001.dcm", spec=spec, series_key="lateral", series_number=2,
         series_description="CHEST LAT (SYNTHETIC)", pixels=_chest_lateral(rows, cols, ps), view_position="LL",
         view_code=("399173006", "SCT", "left lateral"), patient_orientation=["P", "F"],
         monochrome1=False, acquired=spec.when + dt.timedelta(minutes=2), window=(2150.0, 3400.0), **common,
@@ -1125,22 +1165,31 @@ def _chest_study(out: Path, spec: _StudySpec) -> DemoStudy:
 def _wrist_study(out: Path, spec: _StudySpec, current: bool) -> DemoStudy:
     pose = (_WristPose(fracture=True, ball=WRIST_BALL_CENTER) if current
             else _WristPose(du=3.0, dv=-5.0, fracture=False, ball=None))
-    pixels = _wrist_pa(WRIST_ROWS, WRIST_COLS, WRIST_SPACING, pose, seed=31 if current else 32)
-    series_uid, sop, f = _dx_image(
-        out / "001_DX" / "DX000001.dcm", spec, series_key="pa", series_number=1,
-        series_description="WRIST PA RIGHT (SYNTHETIC)", pixels=pixels, imager_spacing=WRIST_SPACING,
+    common = {"spec": spec, "imager_spacing": WRIST_SPACING, "laterality": "R", "body_part": "WRIST",
+              "anatomy": ("74670003", "SCT", "Wrist joint"), "monochrome1": False,
+              "transfer_syntax": JPEG2000Lossless, "window": (2000.0, 3600.0)}
+    pa_uid, pa_sop, pa_file = _dx_image(
+        out / "001_DX" / "DX000001.dcm", series_key="pa", series_number=1,
+        series_description="WRIST PA RIGHT (SYNTHETIC)",
+        pixels=_wrist_pa(WRIST_ROWS, WRIST_COLS, WRIST_SPACING, pose, seed=31 if current else 32),
         view_position="PA", view_code=("399348003", "SCT", "postero-anterior"), patient_orientation=["L", "F"],
-        laterality="R", anatomy=("74670003", "SCT", "Wrist joint"), body_part="WRIST", monochrome1=False,
-        transfer_syntax=JPEG2000Lossless, acquired=spec.when + dt.timedelta(minutes=1), window=(2000.0, 3600.0),
+        acquired=spec.when + dt.timedelta(minutes=1), **common,
+    )
+    lat_uid, _, lat_file = _dx_image(
+        out / "002_DX" / "DX000001.dcm", series_key="lateral", series_number=2,
+        series_description="WRIST LAT RIGHT (SYNTHETIC)",
+        pixels=_wrist_lateral(WRIST_ROWS, WRIST_COLS, WRIST_SPACING, pose, seed=33 if current else 34),
+        view_position="LL", view_code=("399173006", "SCT", "left lateral"), patient_orientation=["P", "F"],
+        acquired=spec.when + dt.timedelta(minutes=2), **common,
     )
     known = []
     if current:
         known.append(KnownObject(
-            name="calibration ball", kind="disc", diameter_mm=WRIST_BALL_DIAMETER_MM, series_uid=series_uid,
-            sop_instance_uid=sop, center=WRIST_BALL_CENTER,
+            name="calibration ball", kind="disc", diameter_mm=WRIST_BALL_DIAMETER_MM, series_uid=pa_uid,
+            sop_instance_uid=pa_sop, center=WRIST_BALL_CENTER,
             note="steel sphere at the detector plane: measure with ImagerPixelSpacing",
         ))
-    return _study_result(spec, [f], [series_uid], JPEG2000Lossless, known)
+    return _study_result(spec, [pa_file, lat_file], [pa_uid, lat_uid], JPEG2000Lossless, known)
 
 
 DEMO_KEYS = ("ct-head", "ct-abdomen", "xr-chest", "xr-wrist", "xr-wrist-prior", "us-abdomen")

@@ -191,6 +191,8 @@ def test_wrist_prior_two_years_earlier_same_patient(demo):
     d_now = dt.datetime.strptime(current.study_date, "%Y%m%d").date()
     d_prior = dt.datetime.strptime(prior.study_date, "%Y%m%d").date()
     assert d_prior.replace(year=d_prior.year + 2) == d_now
+    for s in (current, prior):  # PA and lateral, as the description says
+        assert [pydicom.dcmread(f).ViewPosition for f in s.files] == ["PA", "LL"]
     a, b = pydicom.dcmread(current.files[0]), pydicom.dcmread(prior.files[0])
     assert a.PatientID == b.PatientID and a.PatientBirthDate == b.PatientBirthDate
     assert int(a.PatientAge[:3]) == int(b.PatientAge[:3]) + 2
