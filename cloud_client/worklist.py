@@ -406,6 +406,8 @@ class WorklistClient:
         Idempotent: completing an item that is already COMPLETED by us succeeds.
         """
         output_sop_refs = list(output_sop_refs)
+        if self._tuid(workitem_uid) is None and self.get(workitem_uid).state == COMPLETED:
+            return  # a retry after success (e.g. by the outbox): nothing left to do
         tuid = self._require_tuid(workitem_uid)
         entry = self.store.get(self.session.base_url, self.user, workitem_uid) or {}
         ds = self.final_state_dataset(output_sop_refs, started=entry.get("claimed_at"),

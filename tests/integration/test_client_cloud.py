@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,7 @@ def ct_series(own_cloud, tmp_path_factory):
 
 def make_workitem(cloud, study_uid: str, performer: str | None, priority="MEDIUM", deadline_h=4.0) -> str:
     """Create a SCHEDULED workitem as a scheduler would (UPS-RS Create)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     uid = generate_uid(prefix="2.25.")
     fmt = "%Y%m%d%H%M%S+0000"
     ds = {
@@ -114,7 +114,7 @@ def test_retrieval_pixel_exact_for_uncompressed_rle_and_j2k(cloud, readroom_home
     fetcher = StudyFetcher(session_for(cloud, "reader1"), cache)
     for ts, st in wanted.items():
         seen = {}
-        result = fetcher.fetch_study(st.study_uid, on_instance=lambda sop, ds: seen.__setitem__(sop, ds))
+        result = fetcher.fetch_study(st.study_uid, on_instance=seen.__setitem__)
         assert result.complete and result.fetched == len(st.files) == len(seen)
         for f in st.files:
             src = pydicom.dcmread(f)
@@ -134,19 +134,19 @@ def test_wrong_password_is_a_clear_auth_outcome(cloud, readroom_home):
         WorklistClient(bad).my_items()
     env = dict(os.environ, READROOM_PASSWORD="not-the-password")
     out = subprocess.run([sys.executable, "-m", "app.cli", "worklist", "--server", cloud.base_url, "--user",
-                          "reader1"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+                          "reader1"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False)
     assert out.returncode == 3
     assert "Sign in again" in out.stderr and "Traceback" not in out.stderr
     out = subprocess.run([sys.executable, "-m", "app.cli", "login", "--server", cloud.base_url, "--user",
-                          "reader1"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+                          "reader1"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False)
     assert out.returncode == 3
     ev = AuditTrail().events()
     assert ev[-1].action == "sign-in" and ev[-1].outcome == "failure"
 
 
-def test_login_stores_password_and_cli_uses_it(cloud, readroom_home):
+def test_login_stores_password_and_cli_uses_it(cloud, readroom_home, monkeypatch):
     env = {k: v for k, v in os.environ.items() if k != "READROOM_PASSWORD"}
-    run = lambda *a, **kw: subprocess.run([sys.executable, "-m", "app.cli", *a], capture_output=True, text=True,
+    run = lambda *a, **kw: subprocess.run([sys.executable, "-m", "app.cli", *a], capture_output=True, text=True, check=False,
                                           cwd=REPO, timeout=120, **kw)
     assert run("profile", "add", "demo", "--server", cloud.base_url, "--user", "reader2", env=env).returncode == 0
     out = run("login", "--profile", "demo", env=dict(env, READROOM_PASSWORD="reader2"))
@@ -158,9 +158,14 @@ def test_login_stores_password_and_cli_uses_it(cloud, readroom_home):
     items = json.loads(out.stdout)
     assert items and items[0]["is_stat"]  # reader2 has the STAT head CT, first
     assert all(i["assigned_to"] == "reader2" for i in items)
-    assert_no_plaintext(readroom_home, [b"reader2\x00", b'"reader2"' + b"\n"])  # no password in plain files
-    for f in (readroom_home / "config").rglob("*"):
-        assert b"reader2\"" not in f.read_bytes().replace(b'"user": "reader2"', b"")
+    # the password went to the keyring, not into any file under READROOM_HOME
+    from cloud_client import profiles
+
+    saved = profiles.get_profile("demo")
+    monkeypatch.delenv("READROOM_PASSWORD", raising=False)
+    assert profiles.resolve_password(saved) == "reader2"
+    text = (readroom_home / "config" / "profiles.json").read_text()
+    assert "password" not in text.lower() and "secret" not in text.lower()
 
 
 def test_worklist_items_sorted_and_filled(cloud, readroom_home):
@@ -188,8 +193,9 @@ def test_priors_newest_first_same_issuer(cloud, readroom_home):
                        exclude_study=current.study_uid)
     expected = sorted((s for s in studies if s is not current), key=lambda s: s.study_date, reverse=True)
     assert [p.study_uid for p in priors] == [s.study_uid for s in expected]
+    # the same PatientID from another assigning authority is another patient
     assert wl.priors(patient_id=current.patient_id, issuer="SOME-OTHER-HOSPITAL",
-                     exclude_study=current.study_uid) == [] or all(True for _ in [0])
+                     exclude_study=current.study_uid) == []
 
 
 def test_cli_fetch_prints_counts(cloud, readroom_home):
@@ -197,7 +203,7 @@ def test_cli_fetch_prints_counts(cloud, readroom_home):
     env = dict(os.environ, READROOM_PASSWORD="reader1")
     out = subprocess.run([sys.executable, "-m", "app.cli", "fetch", "--quiet", "--server", cloud.base_url,
                           "--user", "reader1", st.study_uid], capture_output=True, text=True, env=env, cwd=REPO,
-                         timeout=300)
+                         timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert f"instances: {len(st.files)}" in out.stdout and "bytes: " in out.stdout and "seconds: " in out.stdout
 
@@ -217,7 +223,7 @@ def test_claim_race_exactly_one_wins(own_cloud, readroom_home, tmp_path):
         barrier = threading.Barrier(2)
         outcomes: list = [None, None]
 
-        def go(n):
+        def go(n, barrier=barrier, clients=clients, outcomes=outcomes, uid=uid):
             barrier.wait()
             try:
                 outcomes[n] = clients[n].claim(uid)
@@ -259,8 +265,8 @@ def test_claim_complete_after_restart_and_release(own_cloud, readroom_home, tmp_
     sink.store([sr])
     sink.store([sr])  # idempotent retry
     sink.complete_workitem(uid_a, [(sr.SOPClassUID, sr.SOPInstanceUID, sr.SeriesInstanceUID, study)])
-    sink.complete_workitem(uid_a, [(sr.SOPClassUID, sr.SOPInstanceUID, sr.SeriesInstanceUID, study)]) \
-        if False else None
+    # the outbox may retry after a lost answer: completing again is a no-op, not an error
+    sink.complete_workitem(uid_a, [(sr.SOPClassUID, sr.SOPInstanceUID, sr.SeriesInstanceUID, study)])
     done = wl2.get(uid_a)
     assert done.state == "COMPLETED" and study not in cache.pinned()
     raw = wl2.session.request("GET", f"workitems/{uid_a}").json()

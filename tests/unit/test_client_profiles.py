@@ -8,8 +8,16 @@ import pytest
 
 from cloud_client import paths
 from cloud_client.errors import InsecureConnectionError
-from cloud_client.profiles import (ServerProfile, check_transport, delete_profile, get_profile, load_profiles,
-                                   resolve_password, save_profile, store_password)
+from cloud_client.profiles import (
+    ServerProfile,
+    check_transport,
+    delete_profile,
+    get_profile,
+    load_profiles,
+    resolve_password,
+    save_profile,
+    store_password,
+)
 
 
 def test_profile_round_trip_and_no_secret_on_disk(monkeypatch):
