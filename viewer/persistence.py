@@ -69,6 +69,7 @@ class Restored:
     measurements: list[Annotation]
     annotations: list[Annotation]        # arrows and text notes
     key_images: list[KeyImage]
+    skipped: list[str] = dataclasses.field(default_factory=list)   # what could not be read, and why
 
     @property
     def all(self) -> list[Annotation]:
@@ -434,77 +435,89 @@ def _walk_groups(sr: Dataset):
                     yield group
 
 
-def _measurements_from_sr(sr: Dataset, volume) -> list[Annotation]:
+def _measurements_from_sr(sr: Dataset, volume, skipped: list[str] | None = None) -> list[Annotation]:
     out: list[Annotation] = []
-    for group in _walk_groups(sr):
-        text, uid, region, nums = "", None, None, []
-        for item in group.get("ContentSequence", []) or []:
-            code, vt = _code(item), item.get("ValueType")
-            if code == ("112039", "DCM"):
-                text = str(item.TextValue)
-            elif code == ("112040", "DCM"):
-                uid = str(item.UID)
-            elif code == ("111030", "DCM") and vt in ("SCOORD", "SCOORD3D"):
-                region = item
-            elif vt == "NUM":
-                nums.append(item)
-        if not nums and region is None:
+    for n, group in enumerate(_walk_groups(sr), start=1):
+        try:
+            m = _group_measurement(group, volume)
+        except (AttributeError, KeyError, IndexError, ValueError, TypeError) as exc:
+            if skipped is None:
+                raise
+            reason = str(exc) if isinstance(exc, PersistenceError) else exc.__class__.__name__
+            skipped.append(f"measurement group {n} not restored: {reason}")
             continue
-        if region is not None:        # planar ROI
-            values = {}
-            unit = ""
-            area_unit = "mm2"
-            sop = frame = None
-            for num in nums:
-                mv = num.MeasuredValueSequence[0]
-                key = {(c.value, c.scheme_designator): k for k, c in _STAT_CODES.items()}.get(_code(num))
-                if key:
-                    values[key] = float(mv.NumericValue)
-                    unit = "HU" if mv.MeasurementUnitsCodeSequence[0].CodeValue == "[hnsf'U]" else ""
-                elif _code(num) == (_AREA.value, _AREA.scheme_designator):
-                    area_unit = str(mv.MeasurementUnitsCodeSequence[0].CodeValue)
-                s, f = _image_ref(num)
-                sop, frame = sop or s, frame or f
-            if region.ValueType == "SCOORD":
-                sop, frame = _image_ref(region)
-            data = _graphic(region)
-            ellipse = str(region.GraphicType) == "ELLIPSE"
-            if not ellipse:
-                data = data[:-1]
-            cls = EllipseROI if ellipse else FreehandROI
-            stats = None
-            if values:
-                stats = RoiStats(mean=values.get("mean", np.nan), sd=values.get("sd", np.nan),
-                                 min=values.get("min", np.nan), max=values.get("max", np.nan), pixel_count=-1,
-                                 units=unit)
-            three = region.ValueType == "SCOORD3D"
-            roi = _finish(cls, points3=data if three else None, image_pts=None if three else data, sop=sop,
-                          frame=frame, volume=volume, text="" if text == cls.kind else text, uid=uid,
-                          calibration=_calibration_from(area_unit, volume), stats=stats)
-            if volume is not None and stats is not None:
-                roi.stats = dataclasses.replace(stats, pixel_count=roi_stats(volume, roi).pixel_count)
-            out.append(roi)
-            continue
-        num = nums[0]
-        kind = _KIND_BY_CODE.get(_code(num))
-        if kind is None:
-            continue
-        mv = num.MeasuredValueSequence[0]
-        unit = str(mv.MeasurementUnitsCodeSequence[0].CodeValue)
-        coords = next((c for c in num.get("ContentSequence", []) or [] if c.ValueType in ("SCOORD", "SCOORD3D")),
-                      None)
-        if coords is None:
-            continue
-        sop, frame = _image_ref(num)
-        if coords.ValueType == "SCOORD":
-            sop, frame = _image_ref(coords)
-        cls = {"length": Length, "angle": Angle, "cobb": CobbAngle}[kind]
-        data = _graphic(coords)
-        three = coords.ValueType == "SCOORD3D"
-        out.append(_finish(cls, points3=data if three else None, image_pts=None if three else data, sop=sop,
-                           frame=frame, volume=volume, text="" if text == kind else text, uid=uid,
-                           calibration=_calibration_from(unit, volume)))
+        if m is not None:
+            out.append(m)
     return out
+
+
+def _group_measurement(group: Dataset, volume) -> Annotation | None:
+    text, uid, region, nums = "", None, None, []
+    for item in group.get("ContentSequence", []) or []:
+        code, vt = _code(item), item.get("ValueType")
+        if code == ("112039", "DCM"):
+            text = str(item.TextValue)
+        elif code == ("112040", "DCM"):
+            uid = str(item.UID)
+        elif code == ("111030", "DCM") and vt in ("SCOORD", "SCOORD3D"):
+            region = item
+        elif vt == "NUM":
+            nums.append(item)
+    if not nums and region is None:
+        return None
+    if region is not None:        # planar ROI
+        values = {}
+        unit = ""
+        area_unit = "mm2"
+        sop = frame = None
+        for num in nums:
+            mv = num.MeasuredValueSequence[0]
+            key = {(c.value, c.scheme_designator): k for k, c in _STAT_CODES.items()}.get(_code(num))
+            if key:
+                values[key] = float(mv.NumericValue)
+                unit = "HU" if mv.MeasurementUnitsCodeSequence[0].CodeValue == "[hnsf'U]" else ""
+            elif _code(num) == (_AREA.value, _AREA.scheme_designator):
+                area_unit = str(mv.MeasurementUnitsCodeSequence[0].CodeValue)
+            s, f = _image_ref(num)
+            sop, frame = sop or s, frame or f
+        if region.ValueType == "SCOORD":
+            sop, frame = _image_ref(region)
+        data = _graphic(region)
+        ellipse = str(region.GraphicType) == "ELLIPSE"
+        if not ellipse:
+            data = data[:-1]
+        cls = EllipseROI if ellipse else FreehandROI
+        stats = None
+        if values:
+            stats = RoiStats(mean=values.get("mean", np.nan), sd=values.get("sd", np.nan),
+                             min=values.get("min", np.nan), max=values.get("max", np.nan), pixel_count=-1,
+                             units=unit)
+        three = region.ValueType == "SCOORD3D"
+        roi = _finish(cls, points3=data if three else None, image_pts=None if three else data, sop=sop,
+                      frame=frame, volume=volume, text="" if text == cls.kind else text, uid=uid,
+                      calibration=_calibration_from(area_unit, volume), stats=stats)
+        if volume is not None and stats is not None:
+            roi.stats = dataclasses.replace(stats, pixel_count=roi_stats(volume, roi).pixel_count)
+        return roi
+    num = nums[0]
+    kind = _KIND_BY_CODE.get(_code(num))
+    if kind is None:
+        return None
+    mv = num.MeasuredValueSequence[0]
+    unit = str(mv.MeasurementUnitsCodeSequence[0].CodeValue)
+    coords = next((c for c in num.get("ContentSequence", []) or [] if c.ValueType in ("SCOORD", "SCOORD3D")),
+                  None)
+    if coords is None:
+        return None
+    sop, frame = _image_ref(num)
+    if coords.ValueType == "SCOORD":
+        sop, frame = _image_ref(coords)
+    cls = {"length": Length, "angle": Angle, "cobb": CobbAngle}[kind]
+    data = _graphic(coords)
+    three = coords.ValueType == "SCOORD3D"
+    return _finish(cls, points3=data if three else None, image_pts=None if three else data, sop=sop,
+                   frame=frame, volume=volume, text="" if text == kind else text, uid=uid,
+                   calibration=_calibration_from(unit, volume))
 
 
 def _annotations_from_gsps(pr: Dataset, volume) -> list[Annotation]:
@@ -561,27 +574,27 @@ KOS_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 def restore(datasets: Sequence[Dataset], volume=None) -> Restored:
     """Read saved SR / GSPS / KOS objects back into measurement, annotation and key-image dataclasses.
     With ``volume`` (the series they were made on) image points and calibration are recomputed from it; objects
-    that refer to other series are skipped."""
+    that refer to other series are left out. What cannot be read (foreign templates, 2D coordinates without the
+    volume) is listed in ``Restored.skipped`` instead of failing the whole study."""
     sops = {r[0] for r in (volume.metadata or {}).get("slice_refs", []) if r} if volume is not None else None
     measurements: list[Annotation] = []
     annotations: list[Annotation] = []
     keys: list[KeyImage] = []
+    skipped: list[str] = []
     for ds in datasets:
         cls = str(ds.get("SOPClassUID", ""))
         try:
             if cls in SR_CLASSES:
                 measurements += _measurements_from_sr(ds if sops is None else _sr_only_groups_for(ds, sops),
-                                                      volume)
+                                                      volume, skipped)
             elif cls == GSPS_CLASS:
                 annotations += _annotations_from_gsps(_filter_gsps(ds, sops), volume)
             elif cls == KOS_CLASS:
                 keys += [k for k in _key_images_from_kos(ds) if sops is None or k.sop_instance_uid in sops]
-        except (AttributeError, KeyError, IndexError, ValueError) as exc:
-            if isinstance(exc, PersistenceError):
-                raise
-            raise PersistenceError(f"a saved {'SR' if cls in SR_CLASSES else 'object'} could not be read "
-                                   f"({exc.__class__.__name__})") from exc
-    return Restored(measurements=measurements, annotations=annotations, key_images=keys)
+        except (AttributeError, KeyError, IndexError, ValueError, TypeError) as exc:
+            reason = str(exc) if isinstance(exc, PersistenceError) else exc.__class__.__name__
+            skipped.append(f"a saved {'SR' if cls in SR_CLASSES else 'object'} could not be read ({reason})")
+    return Restored(measurements=measurements, annotations=annotations, key_images=keys, skipped=skipped)
 
 
 def _sr_only_groups_for(sr: Dataset, sops: set[str]) -> Dataset:
