@@ -21,31 +21,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .study_loader import LoadProgress, SeriesFailed, SeriesReady, SlicesArrived
+from .study_loader import LayoutPlanned, LoadProgress, SeriesFailed, SeriesReady, SlicesArrived
 from .workers import run_task
 
 log = logging.getLogger(__name__)
 
 
-def choose_layout(series, item=None, with_prior: bool = False) -> tuple[int, int, list]:
-    """(rows, cols, series in display order) from the hanging protocols, else by the number of series."""
-    try:
-        from viewer import hanging
-    except ImportError:
-        hanging = None
-    if hanging is not None and hasattr(hanging, "choose_layout"):
-        try:
-            return hanging.choose_layout(series, item=item, with_prior=with_prior)
-        except Exception as exc:  # noqa: BLE001 - a bad protocol file must not stop reading
-            log.warning("Hanging protocol failed (%s); using the default layout.", type(exc).__name__)
-    n = len(series)
-    if with_prior:
-        return 1, 2, list(series)[:1]
-    if n <= 1:
-        return 1, 1, list(series)
-    if n == 2:
-        return 1, 2, list(series)
-    return 2, 2, list(series)[:4]
+def fallback_layout(n_series: int) -> tuple[int, int]:
+    """Rows x cols when no hanging protocol fits: one pane per series, up to 2x2."""
+    if n_series <= 1:
+        return 1, 1
+    if n_series == 2:
+        return 1, 2
+    return 2, 2
 
 
 class ReadingPage(QWidget):
@@ -54,17 +42,24 @@ class ReadingPage(QWidget):
     first_image_shown = Signal(str)        # series UID of the first slice put on screen
     study_loaded = Signal(object)          # StudyLoad
     load_failed = Signal(str)
+    prior_shown = Signal()
 
     def __init__(self, workstation, parent=None) -> None:
         super().__init__(parent)
         self.ws = workstation
         self.item = None
-        self.viewports: dict[str, object] = {}          # series UID -> viewport
-        self.prior_viewports: dict[str, object] = {}
+        self.panes: list = []                            # StackViewports in grid order
+        self.viewports: dict[str, list] = {}             # series UID -> the panes showing it
+        self.pane_windows: dict[int, str] = {}           # pane index -> window preset from the protocol
+        self.plan = None                                 # viewer.hanging.HangingPlan
+        self.comparison = None                           # viewer.qt.compare.PriorComparison when comparing
+        self.prior_volume = None
         self._task = None
         self._prior_task = None
         self._first_shown = False
         self._ready_infos: list = []
+        self.volumes: dict[str, object] = {}
+        self._arrived: dict[str, set] = {}
         self.load_result = None
 
         self.study_label = QLabel("No study open")
@@ -156,42 +151,98 @@ class ReadingPage(QWidget):
                 w.deleteLater()
         self.placeholder.hide()
 
-    def _place(self, info, volume, *, prior: bool = False) -> None:
-        target = self.prior_viewports if prior else self.viewports
-        if prior:
-            if self.prior_viewports:          # one prior series beside the current one
-                return
+    def _build_grid(self, rows: int, cols: int, labels: list[str]) -> None:
+        self._clear_grid()
+        self.panes = []
+        for n in range(rows * cols):
             vp = self._viewport()
-            self.grid.addWidget(vp, 0, 1)
-        else:
-            rows, cols, _ = choose_layout([*self._ready_infos, info], self.item)
-            if len(self.viewports) >= rows * cols:
-                return                       # more series than panes: listed, opened on demand
-            if not self.viewports:
-                self._clear_grid()
-            n = len(self.viewports)
-            vp = self._viewport()
+            vp.setToolTip(labels[n] if n < len(labels) and labels[n] else "")
             self.grid.addWidget(vp, n // cols, n % cols)
-            self.layout_label.setText(f"{rows}x{cols}")
-        vp.set_volume(volume, arrived=set())
-        target[info.series_uid] = vp
+            self.panes.append(vp)
 
-    def _on_event(self, ev, prior: bool = False) -> None:
-        viewports = self.prior_viewports if prior else self.viewports
-        if isinstance(ev, SeriesReady):
-            if not prior:
-                self._ready_infos.append(ev.info)
-            self._place(ev.info, ev.volume, prior=prior)
-        elif isinstance(ev, SlicesArrived):
-            vp = viewports.get(ev.series_uid)
-            if vp is None:
+    def _apply_plan(self, plan) -> None:
+        self.plan = plan
+        self._build_grid(plan.rows, plan.cols, [v.label for v in plan.viewports])
+        self.viewports = {}
+        self.pane_windows = {}
+        for a in plan.viewports:
+            if a.series_uid and a.index < len(self.panes):
+                self.viewports.setdefault(a.series_uid, []).append(self.panes[a.index])
+                if a.window:
+                    self.pane_windows[a.index] = a.window
+        self.layout_label.setText(f"{plan.name} ({plan.rows}x{plan.cols})")
+        if plan.link_scroll:
+            for panes in self.viewports.values():
+                if len(panes) > 1:
+                    self._link_same_series(panes)
+
+    def _link_same_series(self, panes) -> None:
+        """Panes showing one series (e.g. brain and bone windows) scroll together."""
+        busy = [False]
+
+        def follow(source, k):
+            if busy[0]:
                 return
-            for k in ev.slices:
+            busy[0] = True
+            try:
+                for p in panes:
+                    if p is not source and p.k != k and p.has_slice(k):
+                        p.set_slice(k)
+            finally:
+                busy[0] = False
+
+        for p in panes:
+            p.sliceChanged.connect(lambda k, src=p: follow(src, k))
+
+    def _series_ready(self, info, volume) -> None:
+        self._ready_infos.append(info)
+        panes = self.viewports.get(info.series_uid)
+        if panes is None:
+            # not in the protocol's plan (or no plan): give it a free pane if there is one
+            if self.plan is None:
+                rows, cols = fallback_layout(len(self._ready_infos))
+                if len(self.panes) < rows * cols:
+                    old = list(self.viewports.items())
+                    self._build_grid(rows, cols, [])
+                    self.viewports = {}
+                    for n, (uid, _panes) in enumerate(old):
+                        self.viewports[uid] = [self.panes[n]]
+                        self.panes[n].set_volume(self.volumes[uid], arrived=set(self._arrived.get(uid, ())))
+                    self.layout_label.setText(f"{rows}x{cols}")
+            used = {id(p) for ps in self.viewports.values() for p in ps}
+            free = [p for p in self.panes if id(p) not in used]
+            if not free:
+                return                       # more series than panes: shown when the reader asks
+            panes = self.viewports[info.series_uid] = [free[0]]
+        self.volumes[info.series_uid] = volume
+        for vp in panes:
+            vp.set_volume(volume, arrived=set())
+
+    def _slices_arrived(self, series_uid: str, slices: list[int]) -> None:
+        self._arrived.setdefault(series_uid, set()).update(slices)
+        for vp in self.viewports.get(series_uid, ()):
+            first = not vp.arrived
+            for k in slices:
                 vp.slice_arrived(k)
-            if not prior and not self._first_shown:
-                self._first_shown = True
-                self.first_image_shown.emit(ev.series_uid)
-        elif isinstance(ev, LoadProgress) and not prior:
+            if first:
+                idx = self.panes.index(vp) if vp in self.panes else -1
+                if idx in self.pane_windows:
+                    try:
+                        vp.apply_preset(self.pane_windows[idx])
+                    except (KeyError, ValueError) as exc:
+                        log.info("window preset not applied: %s", exc)
+        if self.viewports.get(series_uid) and not self._first_shown:
+            self._first_shown = True
+            self.first_image_shown.emit(series_uid)
+
+    def _on_event(self, ev) -> None:
+        if isinstance(ev, LayoutPlanned):
+            self._apply_plan(ev.plan)
+        elif isinstance(ev, SeriesReady):
+            self._series_ready(ev.info, ev.volume)
+        elif isinstance(ev, SlicesArrived):
+            self._slices_arrived(ev.series_uid, ev.slices)
+        elif isinstance(ev, LoadProgress):
             self.fetch_progress.emit(ev)
         elif isinstance(ev, SeriesFailed):
             self.show_notice(ev.message)
@@ -223,31 +274,45 @@ class ReadingPage(QWidget):
         self.compare_button.setEnabled(True)
 
     def open_selected_prior(self) -> None:
+        """Load the chosen prior (usually already local through prefetch), then show it right of the current
+        study with linked scrolling (by patient position) and linked window/level."""
         prior = self.priors.currentData()
-        if prior is None:
+        if prior is None or not self.volumes:
             return
-        for vp in self.prior_viewports.values():
-            vp.setParent(None)
-        self.prior_viewports.clear()
-        # current study: keep its first viewport on the left, the prior goes right
-        for uid, vp in list(self.viewports.items())[1:]:
-            vp.setParent(None)
-            del self.viewports[uid]
-        self.layout_label.setText("current | prior")
-        self._prior_task = run_task(self.ws.load_study, prior.study_uid,
-                                    on_progress=lambda ev: self._on_event(ev, prior=True),
-                                    on_error=lambda m, _e: self.show_notice(m))
-        self._link_prior()
+        self.compare_button.setEnabled(False)
+        self.layout_label.setText("Loading the prior…")
+        self.prior_volume = None
+        self._prior_task = run_task(self.ws.load_study, prior.study_uid, on_progress=self._prior_event,
+                                    on_done=lambda _r: self._show_comparison(),
+                                    on_error=lambda m, _e: self._prior_failed(m))
 
-    def _link_prior(self) -> None:
-        """Linked scrolling/window between current and prior, when the viewer offers it."""
-        try:
-            from viewer.qt import compare
-        except ImportError:
+    def _prior_event(self, ev) -> None:
+        if isinstance(ev, SeriesReady) and self.prior_volume is None:
+            self.prior_volume = ev.volume
+        elif isinstance(ev, LoadProgress):
+            self.fetch_progress.emit(ev)
+
+    def _prior_failed(self, message: str) -> None:
+        self.compare_button.setEnabled(True)
+        self.show_notice(message)
+
+    def _show_comparison(self) -> None:
+        from viewer.qt.compare import PriorComparison
+
+        self.compare_button.setEnabled(True)
+        if self.prior_volume is None:
+            self.show_notice("The prior has no images that can be shown.")
             return
-        link = getattr(compare, "link_views", None)
-        if callable(link) and self.viewports and self.prior_viewports:
-            link(next(iter(self.viewports.values())), next(iter(self.prior_viewports.values())))
+        current_uid = self.plan.viewports[0].series_uid if self.plan and self.plan.viewports[0].series_uid \
+            else next(iter(self.volumes))
+        self._clear_grid()
+        self.panes = []
+        self.comparison = PriorComparison()
+        self.grid.addWidget(self.comparison, 0, 0)
+        self.comparison.set_volumes(self.volumes[current_uid], self.prior_volume)
+        self.viewports = {current_uid: [self.comparison.current]}
+        self.layout_label.setText("current | prior (linked)")
+        self.prior_shown.emit()
 
     # -- closing --------------------------------------------------------------------------------------------
     def close_study(self) -> None:
@@ -256,16 +321,21 @@ class ReadingPage(QWidget):
                 t.cancel()
         self._task = self._prior_task = None
         self._ready_infos = []
-        for vp in [*self.viewports.values(), *self.prior_viewports.values()]:
-            vp.setParent(None)
-            vp.deleteLater()
-        self.viewports.clear()
-        self.prior_viewports.clear()
+        self.volumes: dict[str, object] = {}
+        self._arrived: dict[str, set] = {}
+        self._clear_grid()
+        self.panes = []
+        self.viewports = {}
+        self.pane_windows = {}
+        self.plan = None
+        self.comparison = None
+        self.prior_volume = None
         self.placeholder.show()
         self.grid.addWidget(self.placeholder, 0, 0)
         self.notice.hide()
         self.item = None
         self.study_label.setText("No study open")
+        self.layout_label.setText("")
 
     def close_study_and_return(self) -> None:
         self.close_study()

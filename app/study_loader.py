@@ -42,6 +42,13 @@ class SeriesReady:
 
 
 @dataclass
+class LayoutPlanned:
+    """The hanging protocol's plan for the study (rows x cols, which series where, which window)."""
+
+    plan: object             # viewer.hanging.HangingPlan
+
+
+@dataclass
 class SlicesArrived:
     series_uid: str
     slices: list[int]
@@ -144,6 +151,10 @@ class StudyLoader:
             groups = group_series([Dataset.from_json(_without_bulk(d)) for d in meta])
             ordered = sorted(groups.values(),
                              key=lambda g: (g[0].series_number is None, g[0].series_number or 0))
+            images = [d for info, datasets in ordered if displayable(info, datasets) for d in datasets]
+            plan = plan_layout(images)
+            if plan is not None:
+                emit(LayoutPlanned(plan))
             with lock:
                 for info, datasets in ordered:
                     result.series.append(info)
@@ -185,6 +196,19 @@ class StudyLoader:
         total = int(getattr(fetched, "instances_total", count[0]) or count[0])
         emit(LoadProgress(done=total, total=total))
         return result
+
+
+def plan_layout(datasets: list[Dataset], priors=()):
+    """The hanging protocol's plan for these image datasets (None when no protocol fits)."""
+    from viewer import hanging
+
+    if not datasets:
+        return None
+    try:
+        return hanging.choose_protocol(hanging.StudyInfo.from_datasets(datasets), priors)
+    except ValueError as exc:
+        log.warning("No hanging protocol fits (%s); one viewport per series.", exc)
+        return None
 
 
 def _without_bulk(d: dict) -> dict:

@@ -143,7 +143,8 @@ def test_claim_opens_study_first_image_before_fetch_finishes(workstation, readin
     assert at_first and min(at_first) < 160
     claimed = next(i for i in win.worklist.model.items if i.study_uid == reading_cloud.study_uids["stat"])
     assert claimed.state == "IN PROGRESS" and claimed.held_here
-    vp = next(iter(page.viewports.values()))
+    assert page.plan is not None and page.plan.rows * page.plan.cols == len(page.panes)  # hanging protocol
+    vp = page.viewports[page.plan.viewports[0].series_uid][0]
     assert vp.volume.shape[0] == 160 and vp.arrived is None   # every slice arrived
     assert win.editor.report is not None and win.editor.report.study.study_uid == claimed.study_uid
     # the prior (same patient, older) is offered for side-by-side comparison
@@ -152,7 +153,14 @@ def test_claim_opens_study_first_image_before_fetch_finishes(workstation, readin
     assert any("2024-01-05" in t for t in texts)
     idx = next(i for i, t in enumerate(texts) if "2024-01-05" in t)
     page.priors.setCurrentIndex(idx)
-    page.open_selected_prior()
-    qtbot.waitUntil(lambda: bool(page.prior_viewports) and
-                    next(iter(page.prior_viewports.values())).arrived is None, timeout=60000)
-    assert len(page.viewports) == 1 and len(page.prior_viewports) == 1
+    with qtbot.waitSignal(page.prior_shown, timeout=60000):
+        page.open_selected_prior()
+    cmp = page.comparison
+    assert cmp.current.volume.shape[0] == 160 and cmp.prior.volume.shape[0] == 8
+    # linked: scrolling the current study moves the prior to the nearest position; window/level follows
+    cmp.current.set_slice(0)
+    k_low = cmp.prior.k
+    cmp.current.set_slice(159)
+    assert cmp.prior.k != k_low
+    cmp.current.set_window_level(400.0, 40.0)
+    assert (cmp.prior.window, cmp.prior.level) == (400.0, 40.0)
