@@ -366,8 +366,11 @@ def save_all(items: Sequence[Annotation], key_images: Sequence[KeyImage], source
 
 # --------------------------------------------------------------------------------------------------- restore
 def _code(item: Dataset) -> tuple[str, str]:
-    c = item.ConceptNameCodeSequence[0]
-    return str(c.CodeValue), str(c.CodingSchemeDesignator)
+    seq = item.get("ConceptNameCodeSequence")
+    if not seq:
+        return "", ""               # e.g. by-reference items have no concept name
+    c = seq[0]
+    return str(c.get("CodeValue", "")), str(c.get("CodingSchemeDesignator", ""))
 
 
 def _first_int(value) -> int | None:
