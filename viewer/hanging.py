@@ -41,10 +41,10 @@ class SeriesInfo:
 
         plane = None
         iop = ds.get("ImageOrientationPatient")
-        if iop is None:
-            sh = ds.get("SharedFunctionalGroupsSequence")
-            if sh and "PlaneOrientationSequence" in sh[0]:
-                iop = sh[0].PlaneOrientationSequence[0].ImageOrientationPatient
+        for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+            groups = ds.get(seq)
+            if iop is None and groups and "PlaneOrientationSequence" in groups[0]:
+                iop = groups[0].PlaneOrientationSequence[0].ImageOrientationPatient
         if iop is not None and len(iop) == 6:
             v = np.array([float(x) for x in iop])
             plane = plane_name(v[:3], v[3:])

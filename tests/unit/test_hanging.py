@@ -103,3 +103,11 @@ def test_bad_protocol_is_rejected():
     from viewer.hanging import _validate
     with pytest.raises(ValueError, match="more viewports"):
         _validate({"id": "x", "name": "x", "layout": [1, 1], "viewports": [{}, {}]}, "x.json")
+
+
+def test_series_info_plane_from_enhanced_per_frame_groups(real_data):
+    import pydicom
+    ds = pydicom.dcmread(real_data / "03_mr_enhanced_epi_sagittal_xa30" / "5_Product_EPI_Sag_Ascending_0063.dcm",
+                         stop_before_pixels=True)
+    info = SeriesInfo.from_dataset(ds)
+    assert info.plane == "sagittal" and info.n_images == 63 and info.modality == "MR"
