@@ -210,3 +210,28 @@ def test_single_frame_cine_at_one_position_is_frames_in_instance_order():
     assert vol.metadata["kind"] == "cine" and vol.shape == (6, 16, 16)
     assert [int(vol.voxels[k, 0, 0]) for k in range(6)] == list(range(6))
     np.testing.assert_allclose(vol.origin, [0, 0, 5.0])
+
+
+def test_progressive_irregular_slice_completes_when_both_neighbours_arrived():
+    zs = [0.0, 2.0, 4.0, 5.5, 7.5]
+    series = make_slice_series([(0.0, 0.0, z) for z in zs], intercept=0.0,
+                               values=lambda n, jj, ii: np.full(jj.shape, int(zs[n] * 100)))
+    builder = VolumeBuilder(series)
+    vol = builder.volume
+    interpolated = [k for k, acq in enumerate(vol.metadata["acquired"]) if not acq]
+    assert interpolated
+    k = interpolated[0]
+    z = vol.index_to_patient(k, 0, 0)[2]
+    lower = max(n for n, zz in enumerate(zs) if zz < z)
+    done = builder.add_instance(series[lower])
+    assert k not in done and not builder.ready[k]
+    done = builder.add_instance(series[lower + 1])
+    assert k in done and builder.ready[k]
+    assert vol.voxels[k, 0, 0] == pytest.approx(100 * z, abs=0.05)
+
+
+def test_pixel_padding_range_limit():
+    series = make_slice_series(axial_positions(2), values=lambda n, jj, ii: np.where(ii < 3, -3000 + ii, 50),
+                               extra={"PixelPaddingValue": -3000, "PixelPaddingRangeLimit": -2990})
+    vol = load_series(series)
+    assert np.all(vol.voxels[:, :, :3] == -1024) and np.all(vol.voxels[:, :, 3:] == 50 - 1024)
