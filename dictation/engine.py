@@ -112,12 +112,17 @@ class DictationEngine:
         return rec
 
     def start(self, source: AudioSource) -> None:
-        """Run on a worker thread until the source ends, :meth:`stop` or :meth:`cancel`."""
+        """Open ``source`` now - so a missing or busy microphone raises :class:`~dictation.audio.AudioError`
+        here, on the caller's thread - then recognise on a worker thread until the source ends, :meth:`stop`
+        or :meth:`cancel`."""
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("dictation is already running")
         self._abort.clear()
         self._stop_requested.clear()
-        self._thread = threading.Thread(target=self.run, args=(source,), name="readroom-dictation", daemon=True)
+        source.start()
+        self._source = source
+        self._thread = threading.Thread(target=self.run, args=(source, True), name="readroom-dictation",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -149,8 +154,9 @@ class DictationEngine:
         else:
             self.events.put(event)
 
-    def run(self, source: AudioSource) -> None:
-        """Recognise ``source`` to its end on the calling thread (used by :meth:`start`, the CLI and tests)."""
+    def run(self, source: AudioSource, started: bool = False) -> None:
+        """Recognise ``source`` to its end on the calling thread (used by :meth:`start`, the CLI and tests).
+        Audio errors, including failing to open the source, become :class:`ErrorEvent` s."""
         self._source = source
         reason = "end_of_audio"
         rec = None
@@ -158,7 +164,13 @@ class DictationEngine:
             mode = self._mode
             rec = self._recognizer(mode)
             last_partial = ""
-            source.start()
+            if not started:
+                try:
+                    source.start()
+                except AudioError as exc:
+                    self._emit(ErrorEvent(exc.kind, str(exc)))
+                    reason, rec = "error", None
+                    return
             while not self._abort.is_set():
                 if self._pending_mode is not None:
                     with self._lock:

@@ -273,3 +273,32 @@ def test_english_accuracy_with_an_english_model(tmp_path, record_property):
     # espeak's synthetic voice is far from the speech these models learnt from; this bound only catches a
     # broken pipeline (wrong rate, lost audio), the number itself is the report
     assert wer < 0.6
+
+
+class UnopenableSource(WavFileSource):
+    def __init__(self):
+        super().__init__(pcm=b"\0" * 3200)
+
+    def start(self):
+        from dictation.audio import NoInputDeviceError
+
+        raise NoInputDeviceError("No microphone found.")
+
+
+def test_a_microphone_that_cannot_open_is_reported(ko_model, ko_vocab):
+    from dictation.audio import NoInputDeviceError
+
+    events = []
+    engine = DictationEngine(ko_model, ko_vocab, on_event=events.append)
+    with pytest.raises(NoInputDeviceError):  # start() opens the source on the caller's thread
+        engine.start(UnopenableSource())
+    assert not engine.running and events == []
+    engine.run(UnopenableSource())  # run() turns it into events
+    assert events == [ErrorEvent("no_device", "No microphone found."), StoppedEvent("error", 0)]
+
+
+def test_template_terms_checked_against_the_model(ko_model):
+    from dictation.models import check_vocabulary
+
+    report = check_vocabulary(ko_model, ["결절", "흉부 정상", "qwertyzzz", "결절"])
+    assert report.known == ("결절", "흉부 정상") and report.unknown == ("qwertyzzz",)
