@@ -270,12 +270,10 @@ class Outbox:
         try:
             if not item.stored:
                 sink.store(item.dicom_datasets())
-                item.stored = True
-                self._write(item)
+                item.stored = True  # written below on failure; a crash before that just stores again (idempotent)
             if item.workitem_uid and not item.completed:
                 sink.complete_workitem(item.workitem_uid, [item.sop])
                 item.completed = True
-                self._write(item)
         except Exception as exc:
             transient = _is_transient(exc)
             item.last_error = str(exc) or type(exc).__name__

@@ -8,11 +8,16 @@ record untouched and does this SR say exactly what was signed).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+
+from cloud_client import paths
+from cloud_client.vault import default_vault
 
 from . import signing
 from .drafts import DraftStore
@@ -95,7 +100,7 @@ def verify_sr(ds: Dataset, record: SignedRecord, trusted_public_key: str | None 
 
 def _sign(report: Report, reader: Person, pin: str, *, organization: str, outbox: Outbox | None,
           drafts: DraftStore | None, present_measurement_ids: set[str] | None, accept_warnings: bool,
-          predecessor_ds: list[Dataset] | None, kind: str) -> SignResult:
+          predecessor_ds: list[Dataset] | None, kind: str, outputs: bool) -> SignResult:
     if not (report.editable or report.is_addendum) or report.state not in (ReportState.DRAFT,
                                                                            ReportState.PRELIMINARY):
         raise signing.SigningError("This report is already signed.")
@@ -110,6 +115,7 @@ def _sign(report: Report, reader: Person, pin: str, *, organization: str, outbox
     content["narrative"] = [[code, texts] for code, texts in narrative_from_report(report)]
     content["signed_at"] = signed_at
     content["sr_sop_instance_uid"] = sop_uid
+    content["organization"] = organization
     identity = report.study.identity()
     signature = signing.sign(reader.user_id, reader.name, pin, content, identity, signed_at)  # asks for the PIN
     sr = build_report_sr(report, reader_name=reader.name, organization=organization, verified_at=signed_at,
@@ -118,30 +124,27 @@ def _sign(report: Report, reader: Person, pin: str, *, organization: str, outbox
     record = SignedRecord(content, identity, signature,
                           {"study_uid": report.study.study_uid, "series_uid": series_uid, "sop_class_uid": ENHANCED_SR,
                            "sop_instance_uid": sop_uid})
-    pdf = render_pdf(report, reader_name=reader.name, signed_at=signed_at, key_id=signature.key_id,
-                     organization=organization)
-    fhir = build_diagnostic_report(report, sr_sop_instance_uid=sop_uid, signed_at=signed_at, reader_id=reader.user_id,
-                                   reader_name=reader.name, pdf=pdf)
-    oru = build_oru(report, sr_sop_instance_uid=sop_uid, signed_at=signed_at, reader_id=reader.user_id,
-                    reader_name=reader.name, message_id=sop_uid[-20:])
     item = OutboxItem.create(kind, [sr], workitem_uid=(report.study.workitem_uid or None) if kind == "report" else None,
-                             files={"report.pdf": pdf, "diagnosticreport.json": json.dumps(fhir).encode(),
-                                    "oru_r01.hl7": oru.encode()},
                              signed=record.to_dict())
     (outbox or Outbox()).enqueue(item)  # durable before any network call
     report.transition(ReportState.FINAL, reader, signed_at)
     if not report.is_addendum:
         (drafts or DraftStore()).delete(report.study.study_uid)
+    if outputs:
+        write_outputs(record, organization)
     return SignResult(record, item, result.warnings)
 
 
 def sign_report(report: Report, reader: Person, pin: str, *, organization: str = "", outbox: Outbox | None = None,
                 drafts: DraftStore | None = None, present_measurement_ids: set[str] | None = None,
-                accept_warnings: bool = False) -> SignResult:
-    """Validate, sign and queue ``report``. Raises ValidationFailed / NeedsConfirmation / signing.SigningError."""
+                accept_warnings: bool = False, outputs: bool = True) -> SignResult:
+    """Validate, sign and queue ``report``. Raises ValidationFailed / NeedsConfirmation / signing.SigningError.
+
+    ``outputs``: also write the PDF / FHIR / HL7 renderings now (:func:`write_outputs`). They are not needed to
+    deliver the SR, so a caller in a hurry passes False, wakes the outbox, then calls :func:`write_outputs`."""
     return _sign(report, reader, pin, organization=organization, outbox=outbox, drafts=drafts,
                  present_measurement_ids=present_measurement_ids, accept_warnings=accept_warnings,
-                 predecessor_ds=None, kind="report")
+                 predecessor_ds=None, kind="report", outputs=outputs)
 
 
 def start_addendum(record: SignedRecord, author: Person, library: TemplateLibrary | None = None) -> Report:
@@ -151,7 +154,7 @@ def start_addendum(record: SignedRecord, author: Person, library: TemplateLibrar
 
 def sign_addendum(addendum: Report, reader: Person, pin: str, *, organization: str = "",
                   outbox: Outbox | None = None, accept_warnings: bool = False,
-                  original: Report | None = None) -> SignResult:
+                  original: Report | None = None, outputs: bool = True) -> SignResult:
     """Sign an addendum (made with :func:`start_addendum`); its SR lists the predecessor in the Predecessor
     Documents Sequence. ``original``, if given, moves to AMENDED."""
     if not addendum.is_addendum:
@@ -160,10 +163,54 @@ def sign_addendum(addendum: Report, reader: Person, pin: str, *, organization: s
     result = _sign(addendum, reader, pin, organization=organization, outbox=outbox, drafts=None,
                    present_measurement_ids=None, accept_warnings=accept_warnings,
                    predecessor_ds=[predecessor_dataset(p.study_uid, p.series_uid, p.sop_class_uid,
-                                                       p.sop_instance_uid)], kind="addendum")
+                                                       p.sop_instance_uid)], kind="addendum", outputs=outputs)
     if original is not None and original.state in (ReportState.FINAL, ReportState.AMENDED):
         original.transition(ReportState.AMENDED, reader)
     return result
+
+
+OUTPUTS_PURPOSE = b"report-output"
+OUTPUT_NAMES = ("report.pdf", "diagnosticreport.json", "oru_r01.hl7")
+
+
+def build_outputs(record: SignedRecord, organization: str = "", library: TemplateLibrary | None = None
+                  ) -> dict[str, bytes]:
+    """PDF, FHIR DiagnosticReport (JSON) and HL7 ORU^R01 of a signed report, rebuilt from what was signed."""
+    report = record.report(library)
+    sig = record.signature
+    signed_at, sop = record.content["signed_at"], record.sr["sop_instance_uid"]
+    pdf = render_pdf(report, reader_name=sig.signer_name, signed_at=signed_at, key_id=sig.key_id,
+                     organization=organization or record.content.get("organization", ""))
+    fhir = build_diagnostic_report(report, sr_sop_instance_uid=sop, signed_at=signed_at, reader_id=sig.signer,
+                                   reader_name=sig.signer_name, pdf=pdf)
+    oru = build_oru(report, sr_sop_instance_uid=sop, signed_at=signed_at, reader_id=sig.signer,
+                    reader_name=sig.signer_name, message_id=sop[-20:])
+    return {"report.pdf": pdf, "diagnosticreport.json": json.dumps(fhir, indent=1).encode(),
+            "oru_r01.hl7": oru.encode()}
+
+
+def _outputs_dir(record: SignedRecord) -> Path:
+    name = hashlib.sha256(record.sr["sop_instance_uid"].encode()).hexdigest()[:40]
+    return paths.outbox_dir() / "outputs" / name
+
+
+def write_outputs(record: SignedRecord, organization: str = "") -> dict[str, Path]:
+    """Write the renderings encrypted (vault, purpose b"report-output") beside the outbox; returns their paths."""
+    out = {}
+    vault = default_vault()
+    for name, data in build_outputs(record, organization).items():
+        path = _outputs_dir(record) / name
+        vault.write_file(path, data, OUTPUTS_PURPOSE)
+        out[name] = path
+    return out
+
+
+def read_output(record: SignedRecord, name: str) -> bytes:
+    """One rendering of a signed report (made now if it was not written yet)."""
+    path = _outputs_dir(record) / name
+    if not path.exists():
+        write_outputs(record)
+    return default_vault().read_file(path, OUTPUTS_PURPOSE)
 
 
 def signed_records(outbox: Outbox | None = None, study_uid: str | None = None) -> list[SignedRecord]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud_client import paths
 from cloud_client.errors import ArchiveUnavailable
 from reporting import signing
 from reporting.drafts import DraftStore
@@ -22,6 +23,7 @@ from reporting.workflow import (
     NeedsConfirmation,
     SignedRecord,
     ValidationFailed,
+    read_output,
     sign_addendum,
     sign_report,
     signed_records,
@@ -90,7 +92,11 @@ def test_sign_writes_outbox_before_network_and_delivers_once(tmp_path, key):
     raw = next(ob.directory.glob("*.outbox")).read_bytes()
     assert b"SYNTHETIC" not in raw and b"P-1" not in raw  # encrypted at rest
     item = ob.items()[0]
-    assert set(item.files) == {"report.pdf", "diagnosticreport.json", "oru_r01.hl7"}
+    assert read_output(res.record, "report.pdf").startswith(b"%PDF-")
+    assert json.loads(read_output(res.record, "diagnosticreport.json"))["status"] == "final"
+    assert read_output(res.record, "oru_r01.hl7").startswith(b"MSH|")
+    for p in Path(paths.outbox_dir(), "outputs").rglob("*"):
+        assert not p.is_file() or b"SYNTHETIC" not in p.read_bytes()  # encrypted
     sink = FileSink(tmp_path / "sink.json")
     assert ob.deliver_due(sink) == 1
     assert ob.deliver_due(sink, force=True) == 0
