@@ -301,14 +301,18 @@ class FreehandROI(_Roi):
 
 
 def roi_stats(volume, roi: _Roi) -> RoiStats:
-    """Statistics of the voxel values whose centres lie inside ``roi`` on the slice it was drawn on."""
+    """Statistics of the voxel values inside ``roi``.
+
+    On an acquired slice: the voxels whose centres lie inside (exact values). On any other plane (MPR, oblique):
+    the volume sampled by trilinear interpolation on a grid in the region's plane at the finest in-plane voxel
+    spacing (``pixel_count`` then counts samples)."""
     vox = volume.voxels
     if vox.ndim != 3:
         raise MeasurementError("region statistics need a greyscale image")
     idx = np.array([volume.patient_to_index(*p) for p in roi.points])
     k0 = round(float(idx[0, 0]))
     if not np.all(np.abs(idx[:, 0] - k0) < 0.05) or not 0 <= k0 < vox.shape[0]:
-        raise MeasurementError("the region does not lie on one slice of this series; draw it on a slice")
+        return _plane_stats(volume, roi)
     _, dj, di = volume.spacing
     vert = np.column_stack([idx[:, 2] * di, idx[:, 1] * dj])            # in-plane mm (x along rows)
     i_lo = max(math.floor(idx[:, 2].min()) - 1, 0)
@@ -326,6 +330,68 @@ def roi_stats(volume, roi: _Roi) -> RoiStats:
     units = (getattr(volume, "metadata", {}) or {}).get("units", "")
     return RoiStats(mean=float(values.mean()), sd=float(values.std()), min=float(values.min()),
                     max=float(values.max()), pixel_count=int(values.size), units=units)
+
+
+def sample_trilinear(volume, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values of ``volume`` at patient points (N, 3) by trilinear interpolation; returns (values, inside mask)."""
+    inv = np.linalg.inv(volume.affine)
+    ijk = (np.c_[points, np.ones(len(points))] @ inv.T)[:, :3]          # (i, j, k)
+    shape = np.array(volume.voxels.shape[:3][::-1])                      # (ni, nj, nk)
+    inside = np.all((ijk >= -1e-6) & (ijk <= shape - 1 + 1e-6), axis=1)
+    ijk = np.clip(ijk[inside], 0, shape - 1)
+    base = np.minimum(np.floor(ijk).astype(np.int64), np.maximum(shape - 2, 0))
+    frac = ijk - base
+    vox = volume.voxels
+    out = np.zeros(len(ijk))
+    for di in (0, 1):
+        for dj in (0, 1):
+            for dk in (0, 1):
+                w = ((frac[:, 0] if di else 1 - frac[:, 0]) * (frac[:, 1] if dj else 1 - frac[:, 1])
+                     * (frac[:, 2] if dk else 1 - frac[:, 2]))
+                ii = np.minimum(base[:, 0] + di, shape[0] - 1)
+                jj = np.minimum(base[:, 1] + dj, shape[1] - 1)
+                kk = np.minimum(base[:, 2] + dk, shape[2] - 1)
+                out += w * vox[kk, jj, ii]
+    return out, inside
+
+
+def _plane_stats(volume, roi: _Roi) -> RoiStats:
+    pts = np.asarray(roi.points, dtype=np.float64)
+    centre = pts.mean(axis=0)
+    if isinstance(roi, EllipseROI):
+        u = _unit3(pts[1] - pts[0])
+        v = pts[3] - pts[2]
+        v = _unit3(v - np.dot(v, u) * u)
+        centre = (pts[0] + pts[1]) / 2
+    else:
+        _, sv, vt = np.linalg.svd(pts - centre)
+        u, v = vt[0], vt[1]
+        if sv[2] > 0.5 * math.sqrt(len(pts)):
+            raise MeasurementError("the region's points do not lie in one plane")
+    vert = np.column_stack([(pts - centre) @ u, (pts - centre) @ v])
+    _, dj, di = volume.spacing
+    step = min(dj, di)
+    xs = np.arange(vert[:, 0].min(), vert[:, 0].max() + step / 2, step)
+    ys = np.arange(vert[:, 1].min(), vert[:, 1].max() + step / 2, step)
+    gx, gy = np.meshgrid(xs, ys)
+    xy = np.column_stack([gx.ravel(), gy.ravel()])
+    mask = roi._inside(xy, vert)
+    if not mask.any():
+        raise MeasurementError("the region contains no sample point; draw it larger")
+    world = centre + np.outer(xy[mask, 0], u) + np.outer(xy[mask, 1], v)
+    values, inside = sample_trilinear(volume, world)
+    if values.size == 0:
+        raise MeasurementError("the region lies outside the volume")
+    units = (getattr(volume, "metadata", {}) or {}).get("units", "")
+    return RoiStats(mean=float(values.mean()), sd=float(values.std()), min=float(values.min()),
+                    max=float(values.max()), pixel_count=int(values.size), units=units)
+
+
+def _unit3(v) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    if n == 0:
+        raise MeasurementError("the region has no extent")
+    return np.asarray(v, float) / n
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -121,9 +121,35 @@ def test_freehand_square_roi(phantom):
     assert roi.stats.pixel_count == pytest.approx(400, rel=0.1)
 
 
-def test_roi_not_on_a_slice_is_refused(phantom):
-    pts = [phantom.index_to_patient(1, 10, 10), phantom.index_to_patient(2, 10, 30), phantom.index_to_patient(2, 30, 30)]
-    with pytest.raises(MeasurementError, match="one slice"):
+def test_roi_on_an_oblique_plane_is_sampled():
+    # a triangle spanning slices 1..3 (an MPR/oblique plane); HU = 10 * column: linear, so trilinear samples are
+    # exact and the mean is the ramp at the centroid of the sample points (~ the triangle centroid)
+    ramp = load_series(make_slice_series(axial_positions(5, step=2.0), rows=64, cols=64,
+                                         values=lambda n, jj, ii: 10 * ii + 1024))
+    pts = [ramp.index_to_patient(1, 10, 10), ramp.index_to_patient(3, 10, 40), ramp.index_to_patient(3, 40, 40)]
+    roi = FreehandROI.from_volume(ramp, pts)
+    assert roi.sop_instance_uid is None and roi.image_points is None       # not on an acquired image
+    centroid_col = (10 + 40 + 40) / 3
+    assert roi.stats.mean == pytest.approx(10 * centroid_col, abs=10)
+    assert roi.stats.min >= 100 - 1e-6 and roi.stats.max <= 400 + 1e-6
+    assert roi.stats.pixel_count > 100
+
+
+def test_coronal_ellipse_inside_uniform_column():
+    # 10 slices 1 mm apart, every slice 70 HU: a coronal ellipse through them reads exactly 70 HU
+    vol = load_series(make_slice_series(axial_positions(10, step=1.0), rows=32, cols=32,
+                                        values=lambda n, jj, ii: np.full(jj.shape, 70 + 1024)))
+    c = vol.index_to_patient(4.5, 16, 16)
+    pts = [c - (3, 0, 0), c + (3, 0, 0), c - (0, 0, 2), c + (0, 0, 2)]
+    roi = EllipseROI.from_volume(vol, pts)
+    assert roi.stats.mean == pytest.approx(70.0) and roi.stats.sd == pytest.approx(0.0, abs=1e-9)
+    assert roi.area == pytest.approx(math.pi * 6)
+
+
+def test_non_planar_freehand_is_refused(phantom):
+    pts = [phantom.index_to_patient(0, 0, 0), phantom.index_to_patient(0, 0, 60),
+           phantom.index_to_patient(4, 60, 60), phantom.index_to_patient(0, 60, 0)]
+    with pytest.raises(MeasurementError, match="one plane"):
         FreehandROI.from_volume(phantom, pts)
 
 
