@@ -379,7 +379,7 @@ def _plane_stats(volume, roi: _Roi) -> RoiStats:
     if not mask.any():
         raise MeasurementError("the region contains no sample point; draw it larger")
     world = centre + np.outer(xy[mask, 0], u) + np.outer(xy[mask, 1], v)
-    values, inside = sample_trilinear(volume, world)
+    values, _ = sample_trilinear(volume, world)
     if values.size == 0:
         raise MeasurementError("the region lies outside the volume")
     units = (getattr(volume, "metadata", {}) or {}).get("units", "")
