@@ -15,6 +15,10 @@ Owns the mapping between :mod:`viewer.measurements` values and three standard ob
 * **Key Object Selection** (``key_object_selection``): key images (TID 2010, title "Of Interest"); one document
   per distinct note, the note as Key Object Description.
 
+Measurements drawn on a reformatted (MPR/oblique) plane have no source image: the SR keeps them in patient
+coordinates (SCOORD3D in the series' Frame of Reference) without an image reference, and the GSPS leaves them out.
+Arrows and text notes need an acquired image.
+
 ``restore(datasets, volume)`` reads SR / GSPS / KOS back into the same dataclasses (coordinates are stored as
 32-bit floats: expect agreement to about 1e-4 mm). Pixel probes are not saved (transient). No Qt, no VTK.
 """
@@ -98,6 +102,17 @@ def _source(m: Annotation, sources: dict[str, Dataset]) -> Dataset:
     return ds
 
 
+def _series_frame(m: Annotation, sources: dict[str, Dataset]) -> Dataset:
+    """For a measurement on a reformatted plane (no source image): an image of its series that carries the
+    Frame of Reference its patient coordinates are in."""
+    for ds in sources.values():
+        same = m.series_instance_uid in (None, str(ds.get("SeriesInstanceUID", "")))
+        if same and _for_uid(ds) and m.calibration == "patient":
+            return ds
+    raise PersistenceError(f"the {m.kind} is not on an acquired image and its series has no frame of reference; "
+                           "it cannot be saved as DICOM")
+
+
 def _frames(m) -> list[int] | None:
     return [int(m.frame_number)] if m.frame_number else None
 
@@ -157,13 +172,18 @@ def _coords(m: Annotation, src: Dataset, graphic_type: str, *, closed: bool = Fa
         source_image=hd.sr.SourceImageForRegion(str(src.SOPClassUID), str(src.SOPInstanceUID), _frames(m)))
 
 
+def _source_images(m: Annotation, src: Dataset):
+    if not m.sop_instance_uid:            # drawn on a reformatted plane: patient coordinates only
+        return None
+    return [hd.sr.SourceImageForMeasurement(str(src.SOPClassUID), str(src.SOPInstanceUID), _frames(m))]
+
+
 def _line_group(m: Annotation, src: Dataset):
     gt = "MULTIPOINT" if isinstance(m, CobbAngle) else "POLYLINE"
     unit = codes.UCUM.Degree if m.kind in ("angle", "cobb") else _length_unit(m)
     measurement = hd.sr.Measurement(
         name=_CONCEPTS[m.kind], value=float(m.value), unit=unit,
-        referenced_images=[hd.sr.SourceImageForMeasurement(str(src.SOPClassUID), str(src.SOPInstanceUID),
-                                                           _frames(m))],
+        referenced_images=_source_images(m, src),
         referenced_coordinates=[_coords(m, src, gt)])
     return hd.sr.MeasurementsAndQualitativeEvaluations(tracking_identifier=_tracking(m), measurements=[measurement])
 
@@ -184,7 +204,7 @@ def _roi_group(m, src: Dataset):
         region = hd.sr.ImageRegion(graphic_type="ELLIPSE" if ellipse else "POLYLINE", graphic_data=pts,
                                    source_image=hd.sr.SourceImageForRegion(str(src.SOPClassUID),
                                                                            str(src.SOPInstanceUID), _frames(m)))
-    source = [hd.sr.SourceImageForMeasurement(str(src.SOPClassUID), str(src.SOPInstanceUID), _frames(m))]
+    source = _source_images(m, src)
     measurements = []
     if m.stats is not None:
         unit = HU_UNIT if m.stats.units == "HU" else NO_UNIT
@@ -208,7 +228,7 @@ def measurement_report(measurements: Sequence[Annotation], source_datasets: Sequ
     for m in measurements:
         if isinstance(m, (Arrow, TextNote, PixelProbe)):
             continue
-        src = _source(m, sources)
+        src = _source(m, sources) if m.sop_instance_uid else _series_frame(m, sources)
         used[str(src.SOPInstanceUID)] = src
         if isinstance(m, (Length, Angle, CobbAngle)):
             groups.append(_line_group(m, src))
@@ -254,6 +274,8 @@ def presentation_state(items: Sequence[Annotation], source_datasets: Sequence[Da
     for m in items:
         if isinstance(m, PixelProbe):
             continue
+        if not m.sop_instance_uid and not isinstance(m, (Arrow, TextNote)):
+            continue                       # reformatted-plane measurements live in the SR only
         src = _source(m, sources)
         pts = _image_points(m)
         layer = LAYER_ANNOTATIONS if isinstance(m, (Arrow, TextNote)) else LAYER_MEASUREMENTS
@@ -357,7 +379,8 @@ def save_all(items: Sequence[Annotation], key_images: Sequence[KeyImage], source
              *, observer_name: str | None = None) -> SavedObjects:
     """Everything the reader made on a study, as SR (measurements) + GSPS (all graphics) + KOS (key images)."""
     measurable = [m for m in items if isinstance(m, (Length, Angle, CobbAngle, EllipseROI, FreehandROI))]
-    drawable = [m for m in items if not isinstance(m, PixelProbe)]
+    drawable = [m for m in items if not isinstance(m, PixelProbe)
+                and (m.sop_instance_uid or isinstance(m, (Arrow, TextNote)))]
     sr = measurement_report(measurable, source_datasets, observer_name=observer_name) if measurable else None
     gsps = presentation_state(drawable, source_datasets, creator_name=observer_name) if drawable else None
     kos = key_object_selection(key_images, source_datasets, observer_name=observer_name) if key_images else []
@@ -588,8 +611,9 @@ def restore(datasets: Sequence[Dataset], volume=None) -> Restored:
         cls = str(ds.get("SOPClassUID", ""))
         try:
             if cls in SR_CLASSES:
-                measurements += _measurements_from_sr(ds if sops is None else _sr_only_groups_for(ds, sops),
-                                                      volume, skipped)
+                for_uid = (volume.metadata or {}).get("frame_of_reference_uid") if volume is not None else None
+                measurements += _measurements_from_sr(
+                    ds if sops is None else _sr_only_groups_for(ds, sops, for_uid), volume, skipped)
             elif cls == GSPS_CLASS:
                 annotations += _annotations_from_gsps(_filter_gsps(ds, sops), volume)
             elif cls == KOS_CLASS:
@@ -600,7 +624,7 @@ def restore(datasets: Sequence[Dataset], volume=None) -> Restored:
     return Restored(measurements=measurements, annotations=annotations, key_images=keys, skipped=skipped)
 
 
-def _sr_only_groups_for(sr: Dataset, sops: set[str]) -> Dataset:
+def _sr_only_groups_for(sr: Dataset, sops: set[str], for_uid: str | None = None) -> Dataset:
     import copy
 
     out = copy.deepcopy(sr)
@@ -608,10 +632,22 @@ def _sr_only_groups_for(sr: Dataset, sops: set[str]) -> Dataset:
         if item.get("ValueType") == "CONTAINER" and _code(item) == ("126010", "DCM"):
             kept = []
             for group in item.get("ContentSequence", []) or []:
-                if _group_sop(group) in sops:
+                sop = _group_sop(group)
+                if sop in sops or (sop is None and for_uid and _group_for(group) == for_uid):
                     kept.append(group)
             item.ContentSequence = kept
     return out
+
+
+def _group_for(item: Dataset) -> str | None:
+    """The Frame of Reference of the first SCOORD3D below ``item``."""
+    if item.get("ValueType") == "SCOORD3D":
+        return str(item.get("ReferencedFrameOfReferenceUID", "")) or None
+    for child in item.get("ContentSequence", []) or []:
+        found = _group_for(child)
+        if found:
+            return found
+    return None
 
 
 def _group_sop(group: Dataset) -> str | None:

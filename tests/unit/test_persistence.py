@@ -110,11 +110,15 @@ def test_restore_skips_other_series(ct):
     assert restore([sr], other).measurements == []
 
 
-def test_off_slice_annotation_is_refused(ct):
+def test_off_slice_arrow_and_uncalibrated_off_image_length_are_refused(ct, real_data):
     series, _ = ct
-    m = M.Length(points=[(0, 0, 0), (1, 1, 1)])
+    arrow = M.Arrow(points=[(0, 0, 0), (1, 1, 1)], text="x")          # arrows are drawn on images (GSPS)
     with pytest.raises(PersistenceError, match="not on an acquired image"):
-        measurement_report([m], series)
+        save_all([arrow], [], series)
+    meta = pydicom.dcmread(real_data / "09_cr_extremity_mono1" / "RG3_J2KR.dcm", stop_before_pixels=True)
+    length = M.Length(points=[(0, 0, 0), (1, 1, 0)], calibration="uncalibrated")
+    with pytest.raises(PersistenceError, match="no frame of reference"):
+        measurement_report([length], [meta])
 
 
 def test_uncalibrated_radiograph_uses_image_coordinates(real_data, tmp_path):
@@ -185,3 +189,23 @@ def test_foreign_sr_and_gsps_do_not_break_restore(real_data):
     # the highdicom TID 1500 samples use 2D coordinates on images we do not have: reported, not raised
     assert back.annotations == [] and back.key_images == []
     assert any("need the image's volume" in why for why in back.skipped)
+
+
+def test_measurements_on_a_reformatted_plane_are_saved_in_patient_coordinates(ct, tmp_path):
+    series, vol = ct
+    p = vol.index_to_patient
+    oblique = [M.Length.from_volume(vol, [p(0.5, 10, 10), p(3.5, 40, 50)], text="oblique"),
+               M.FreehandROI.from_volume(vol, [p(1, 10, 10), p(3, 10, 40), p(3, 40, 40)])]
+    assert all(m.sop_instance_uid is None for m in oblique)
+    saved = save_all(oblique, [], series)
+    assert saved.gsps is None                 # nothing to draw on an acquired image: SR only
+    out = tmp_path / "sr.dcm"
+    saved.sr.save_as(out, enforce_file_format=True)
+    assert dciodvfy_errors(out) == []
+    back = restore([pydicom.dcmread(out)], vol)
+    assert back.skipped == []
+    by_uid = {m.uid: m for m in back.measurements}
+    for m in oblique:
+        _assert_same(m, by_uid[m.uid])
+    other = load_series(make_slice_series(axial_positions(3)))
+    assert restore([saved.sr], other).measurements == []      # another frame of reference: not ours
