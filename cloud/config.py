@@ -114,6 +114,7 @@ class CloudConfig:
     rules: tuple[SubspecialtyRule, ...]
     sla_minutes: dict[str, int]                    # by UPS priority HIGH / MEDIUM / LOW
     stable_age_s: int = 10
+    max_study_age_days: int | None = None          # older studies (priors sent for comparison) are not routed
     accept_any_calling_ae: bool = True
     dicom_modalities: dict[str, tuple[str, str, int]] = dataclasses.field(default_factory=dict)
     tls_certificate: Path | None = None
@@ -222,7 +223,10 @@ def parse_config(data: dict, source: Path | None = None) -> CloudConfig:
     if not orthanc.get("accept_any_calling_ae", True) and not modalities:
         raise ConfigError("orthanc.accept_any_calling_ae is false but no orthanc.modalities are listed: "
                           "nobody could send images")
-    return CloudConfig(users=users, rules=tuple(rules), sla_minutes=sla,
+    max_age = data.get("max_study_age_days")
+    if max_age is not None and (not isinstance(max_age, int) or max_age < 1):
+        raise ConfigError("max_study_age_days: a whole number of days >= 1, or leave it out")
+    return CloudConfig(users=users, rules=tuple(rules), sla_minutes=sla, max_study_age_days=max_age,
                        stable_age_s=int(orthanc.get("stable_age_s", 10)),
                        accept_any_calling_ae=bool(orthanc.get("accept_any_calling_ae", True)),
                        dicom_modalities=modalities,

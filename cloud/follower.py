@@ -20,7 +20,7 @@ import requests
 from pydicom.dataset import Dataset
 
 from cloud.config import CloudConfig
-from cloud.routing import NON_IMAGE_MODALITIES, RoutingDecision, StudyFacts, deadline, route
+from cloud.routing import NON_IMAGE_MODALITIES, RoutingDecision, StudyFacts, deadline, is_reading_task, route
 from cloud.ups import Event, UpsError, WorkitemStore, dicom_dt
 
 log = logging.getLogger("readroom.cloud.follower")
@@ -136,18 +136,20 @@ class OrthancFollower:
         image_mods = sorted(mods - NON_IMAGE_MODALITIES)
         facts = StudyFacts(study_uid=tags.get("StudyInstanceUID", ""), modalities=frozenset(image_mods),
                            body_parts=frozenset(parts), description=tags.get("StudyDescription", ""),
-                           requested_priority=tags.get("RequestedProcedurePriority", ""))
+                           requested_priority=tags.get("RequestedProcedurePriority", ""),
+                           study_date=tags.get("StudyDate", ""))
         tags.update(modality="\\".join(image_mods) if image_mods else "", body_part=min(parts) if parts else "",
                     series_uids=[u for u in image_series if u])
         return facts, tags
 
     def route_study(self, study_id: str) -> str | None:
         facts, tags = self.study_info(study_id)
-        if not facts.study_uid or not facts.modalities:
-            return None  # nothing to read (e.g. a study holding only reports)
+        now = self.clock()
+        if not facts.study_uid or not is_reading_task(facts, self.config, now):
+            log.info("a stable study is not a reading task (reports only, or an old prior): no workitem")
+            return None
         if self.store.routed_workitem(facts.study_uid):
             return None
-        now = self.clock()
         decision = route(facts, self.config, now, self.store.open_workload())
         log.info("routing a new study: priority %s, %s", decision.priority, decision.reason)
         ds = build_workitem(tags, decision, self.config, self.base_url, now)

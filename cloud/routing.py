@@ -25,6 +25,7 @@ class StudyFacts:
     body_parts: frozenset[str]
     description: str = ""
     requested_priority: str = ""
+    study_date: str = ""           # DICOM DA; empty = unknown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,20 @@ def subspecialty_for(facts: StudyFacts, rules: tuple[SubspecialtyRule, ...]) -> 
         if rule.matches(mods, parts, facts.description or ""):
             return rule.subspecialty
     return None
+
+
+def is_reading_task(facts: StudyFacts, config: CloudConfig, now_utc: dt.datetime) -> bool:
+    """False for studies that are no work: only reports/presentation states, or older than
+    ``max_study_age_days`` (priors a clinic sends along for comparison)."""
+    if not ({m.upper() for m in facts.modalities} - NON_IMAGE_MODALITIES):
+        return False
+    if config.max_study_age_days and re.fullmatch(r"\d{8}", facts.study_date or ""):
+        try:
+            when = dt.datetime.strptime(facts.study_date, "%Y%m%d").replace(tzinfo=dt.UTC)
+        except ValueError:
+            return True
+        return now_utc - when <= dt.timedelta(days=config.max_study_age_days + 1)
+    return True
 
 
 def route(facts: StudyFacts, config: CloudConfig, now_utc: dt.datetime,

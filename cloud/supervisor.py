@@ -224,7 +224,15 @@ class Supervisor:
         seed_studies(self.base_url, (user, user), studies, verify=verify)
         self.seeded = studies
         write_private(self.layout.run / "seeded.json", json.dumps([_study_json(s) for s in studies], indent=2))
-        self._wait_routed([s.study_uid for s in studies])
+        import datetime as dt
+
+        from cloud.routing import StudyFacts, is_reading_task
+
+        now = dt.datetime.now(dt.UTC)
+        tasks = [s.study_uid for s in studies
+                 if is_reading_task(StudyFacts(s.study_uid, frozenset({s.modality}), frozenset(), "", "",
+                                               s.study_date), self.config, now)]
+        self._wait_routed(tasks)
 
     def _wait_routed(self, study_uids: list[str], timeout: float = 120) -> None:
         """Wait until the worklist made a workitem for each seeded study (StableAge + feed delay)."""

@@ -117,3 +117,19 @@ def test_demo_config_routes_demo_studies_to_demo_readers_at_any_hour():
 def test_config_errors_name_the_problem(bad, words):
     with pytest.raises(ConfigError, match=words):
         parse_config(bad)
+
+
+@pytest.mark.parametrize("mods, study_date, max_days, expected", [
+    ({"CT"}, "20261201", 365, True),
+    ({"DX"}, "20241201", 365, False),          # a prior from two years ago, sent for comparison
+    ({"DX"}, "20241201", None, True),          # no age limit configured
+    ({"DX"}, "", 365, True),                   # unknown date: route it
+    ({"SR"}, "20261201", None, False),         # reports only
+    ({"SR", "KO", "CT"}, "20261201", None, True),
+])
+def test_is_reading_task(mods, study_date, max_days, expected):
+    from cloud.routing import is_reading_task
+
+    conf = parse_config({"max_study_age_days": max_days} if max_days else {})
+    f = StudyFacts("1.2", frozenset(mods), frozenset(), "", "", study_date)
+    assert is_reading_task(f, conf, WED_0900_UTC) is expected
