@@ -437,32 +437,17 @@ def _abdomen_shapes(top_z: float) -> list[_Shape]:
 
     ax, ay = ABDOMEN_AORTA_CENTER_XY
     ra = ABDOMEN_AORTA_DIAMETER_MM / 2
+    # painted in order: body wall, then organs, then bones and muscles behind them, vessels last
     s: list[_Shape] = [
         cyl(0, 5, 30, -430, 165, 118, -105),  # subcutaneous fat
         cyl(0, 5, 30, -430, 152, 106, 48),  # abdominal wall muscles
         cyl(0, 3, 30, -430, 143, 97, -75),  # intra-abdominal fat
-        cyl(38, 62, -130, -340, 19, 17, 52),  # left psoas
-        cyl(-38, 62, -130, -340, 19, 17, 52),  # right psoas
-        cyl(36, 84, 30, -430, 27, 18, 55),  # left paraspinal muscles
-        cyl(-36, 84, 30, -430, 27, 18, 55),  # right paraspinal muscles
-        cyl(0, 88, 30, -430, 17, 10, 480),  # posterior elements
-    ]
-    # vertebral bodies (cortex + cancellous) with discs
-    z = 0.0
-    while z > -340:
-        s.append(cyl(0, 52, z, z - 27, 21, 19, 85))  # disc level (drawn first, body covers most)
-        s.append(cyl(0, 52, z - 3, z - 27, 21, 19, 620))
-        s.append(cyl(0, 52, z - 4.5, z - 25.5, 18, 16, 210))
-        z -= 30.0
-    s += [
-        cyl(0, 78, 30, -430, 8, 8, 12),  # spinal canal
-        cyl(0, 68, -340, -430, 55, 24, 420, ),  # sacrum
-        cyl(0, 68, -345, -425, 45, 16, 190),
-        _Shape(at(-62, -8, -75), (88, 92, 85), 108, angle=12),  # liver
+        _Shape(at(-68, -12, -75), (82, 86, 85), 108, angle=12),  # liver
         _Shape(at(-45, -55, -125), (14, 24, 30), 12, angle=25),  # gallbladder
         _Shape(at(88, 48, -75), (34, 55, 52), 118, angle=-32),  # spleen
         _Shape(at(52, -42, -60), (46, 34, 48), 22),  # stomach
         _Shape(at(52, -62, -45), (30, 12, 24), -950),  # air in the stomach fundus
+        _Shape(at(12, 0, -118), (62, 11, 13), 95, angle=-12),  # pancreas
         _Shape(at(-70, 45, -150), (28, 24, 56), 175, angle=25),  # right kidney cortex
         _Shape(at(-70, 45, -150), (15, 12, 38), 35, angle=25),  # right renal sinus
         _Shape(at(72, 45, -140), (28, 24, 56), 175, angle=-25),  # left kidney cortex
@@ -475,16 +460,40 @@ def _abdomen_shapes(top_z: float) -> list[_Shape]:
         cyl(98, 18, -160, -330, 15, 15, -880),  # descending colon air
         _Shape(at(-92, 5, -300), (27, 25, 22), 30),  # caecum with stool
         _Shape(at(10, -30, -230), (55, 40, 50), 28),  # small bowel loops (fluid-filled)
+        _Shape(at(25, -45, -265), (18, 14, 20), -900),  # gas in a small bowel loop
         # the appendix: inflamed (11 mm), enhancing wall, fluid lumen, fat stranding, appendicolith
         _Shape(at(-68, -18, -330), (13, 13, 34), -25),  # fat stranding
         _Shape(at(-68, -18, -330), (5.5, 5.5, 24), 120),  # wall
         _Shape(at(-68, -18, -330), (3.2, 3.2, 21), 18),  # lumen
         _Shape(at(-68, -18, -338), (2.8, 2.8, 2.8), 650),  # appendicolith
-        cyl(105, 40, -290, -430, 24, 48, 650, angle=-28),  # left iliac bone cortex
-        cyl(105, 40, -292, -428, 18, 42, 240, angle=-28),
-        cyl(-105, 40, -290, -430, 24, 48, 650, angle=28),  # right iliac bone
-        cyl(-105, 40, -292, -428, 18, 42, 240, angle=28),
         _Shape(at(0, -35, -385), (48, 36, 38), 8),  # urinary bladder
+        # muscles and bones
+        cyl(42, 42, -130, -340, 17, 16, 52),  # left psoas
+        cyl(-42, 42, -130, -340, 17, 16, 52),  # right psoas
+        cyl(36, 84, 30, -430, 27, 18, 55),  # left paraspinal muscles
+        cyl(-36, 84, 30, -430, 27, 18, 55),  # right paraspinal muscles
+        cyl(0, 88, 30, -340, 17, 10, 480),  # posterior elements
+    ]
+    # vertebral bodies (cortex + cancellous) with discs
+    z = 0.0
+    while z > -340:
+        s.append(cyl(0, 52, z, z - 27, 21, 19, 85))  # disc level (drawn first, body covers most)
+        s.append(cyl(0, 52, z - 3, z - 27, 21, 19, 620))
+        s.append(cyl(0, 52, z - 4.5, z - 25.5, 18, 16, 210))
+        z -= 30.0
+    s += [
+        cyl(0, 78, 30, -340, 8, 8, 12),  # spinal canal
+        cyl(0, 68, -340, -430, 55, 24, 420),  # sacrum
+        cyl(0, 68, -345, -425, 45, 16, 190),
+        cyl(0, 78, -340, -430, 9, 4, 12),  # sacral canal
+        cyl(-92, 38, -290, -430, 12, 50, 650, angle=-37),  # right iliac wing: cortex ...
+        cyl(-92, 38, -292, -428, 6, 44, 250, angle=-37),  # ... and marrow
+        cyl(92, 38, -290, -430, 12, 50, 650, angle=37),  # left iliac wing
+        cyl(92, 38, -292, -428, 6, 44, 250, angle=37),
+        _Shape(at(-92, 20, -402), (24, 24, 24), 650),  # right femoral head
+        _Shape(at(-92, 20, -402), (21, 21, 21), 330),
+        _Shape(at(92, 20, -402), (24, 24, 24), 650),  # left femoral head
+        _Shape(at(92, 20, -402), (21, 21, 21), 330),
         # retroperitoneal vessels last: nothing in front of them may cover them
         cyl(ax, ay, 30, -250, ra + 4.5, ra + 4.5, -95),  # periaortic retroperitoneal fat
         cyl(ax, ay, 30, -250, ra, ra, 185),  # aorta (exact cylinder)
