@@ -42,6 +42,9 @@ def choose_keyring() -> str:
         name = (type(backend).__module__ + "." + type(backend).__name__).lower()
         if "fail" in name or "null" in name:
             raise RuntimeError("no keyring backend")
+        if name.startswith("keyrings.alt"):
+            # plaintext/encrypted files in the home folder, not an OS keyring: keep demo secrets off disk
+            raise RuntimeError("only a file-based keyring")
         probe = "readroom-demo-probe"
         backend.set_password("ReadRoom", probe, "1")
         ok = backend.get_password("ReadRoom", probe) == "1"

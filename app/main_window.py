@@ -106,7 +106,7 @@ class MainWindow(QMainWindow):
 
         def add(name: str, slot, *, toolbar: bool = True, checkable: bool = False) -> QAction:
             sc = next(s for s in shortcuts.SHORTCUTS if s.action == name)
-            act = QAction(sc.text, self)
+            act = QAction(sc.label or sc.text, self)
             act.setShortcut(QKeySequence(sc.keys))
             act.setToolTip(f"{sc.text} ({sc.keys})")
             act.setCheckable(checkable)

@@ -80,6 +80,8 @@ class ScoreChart(QWidget):
         self.plot.setXRange(-0.6, max(0.6, len(summary) - 0.4))
         top = max([max(s.counts.values()) for s in summary] + [1])
         self.plot.setYRange(0, top + 0.5)
+        step = max(1, int(np.ceil(top / 6)))          # whole reviews only
+        self.plot.getAxis("left").setTickSpacing(step, step)
 
 
 class QAPage(QWidget):

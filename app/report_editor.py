@@ -218,6 +218,7 @@ class ReportEditor(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.form_host)
+        self.scroll = scroll
 
         self.critical_button = QPushButton("Critical result…")
         self.critical_button.setObjectName("danger")
@@ -415,6 +416,7 @@ class ReportEditor(QWidget):
                 if not fe.widget.hasFocus():
                     fe.widget.setFocus()
                 fe.set_cursor(r.cursor)
+                self.scroll.ensureWidgetVisible(fe.widget, 10, 40)
             finally:
                 self._updating = False
         elif ev.kind == EventKind.CRITICAL_CHANGED:

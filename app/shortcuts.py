@@ -13,24 +13,25 @@ class Shortcut:
     action: str
     keys: str
     text: str
+    label: str = ""        # short toolbar label (``text`` is the tooltip and the help line)
 
 
 SHORTCUTS: tuple[Shortcut, ...] = (
-    Shortcut("show_worklist", "F2", "Worklist"),
-    Shortcut("show_reading", "F3", "Reading view"),
-    Shortcut("refresh_worklist", "F5", "Refresh the worklist"),
-    Shortcut("open_next", "Ctrl+Return", "Claim and open the selected (or next) study"),
-    Shortcut("release", "Ctrl+Shift+R", "Release the open study"),
-    Shortcut("normal_macro", "Ctrl+N", "Insert the template's normal report"),
-    Shortcut("sign", "Ctrl+Shift+S", "Sign the report"),
-    Shortcut("next_field", "Ctrl+Down", "Next report field"),
-    Shortcut("previous_field", "Ctrl+Up", "Previous report field"),
-    Shortcut("dictate", "F4", "Dictate (hold, or press to toggle)"),
-    Shortcut("qa_mode", "F9", "QA peer review"),
-    Shortcut("dictation_mode", "F6", "Switch dictation between free text and commands only"),
-    Shortcut("settings", "Ctrl+,", "Settings"),
-    Shortcut("lock", "Ctrl+L", "Lock the workstation"),
-    Shortcut("help", "F1", "Keyboard shortcuts"),
+    Shortcut("show_worklist", "F2", "Worklist", "Worklist"),
+    Shortcut("show_reading", "F3", "Reading view", "Reading"),
+    Shortcut("refresh_worklist", "F5", "Refresh the worklist", "Refresh"),
+    Shortcut("open_next", "Ctrl+Return", "Claim and open the selected (or next) study", "Claim && open"),
+    Shortcut("release", "Ctrl+Shift+R", "Release the open study", "Release"),
+    Shortcut("normal_macro", "Ctrl+N", "Insert the template's normal report", "Normal"),
+    Shortcut("sign", "Ctrl+Shift+S", "Sign the report", "Sign"),
+    Shortcut("next_field", "Ctrl+Down", "Next report field", "Next field"),
+    Shortcut("previous_field", "Ctrl+Up", "Previous report field", "Previous field"),
+    Shortcut("dictate", "F4", "Dictate (hold, or press to toggle)", "Dictate"),
+    Shortcut("qa_mode", "F9", "QA peer review", "QA review"),
+    Shortcut("dictation_mode", "F6", "Switch dictation between free text and commands only", "Command mode"),
+    Shortcut("settings", "Ctrl+,", "Settings", "Settings"),
+    Shortcut("lock", "Ctrl+L", "Lock the workstation", "Lock"),
+    Shortcut("help", "F1", "Keyboard shortcuts", "Shortcuts"),
 )
 
 
