@@ -51,5 +51,14 @@ class Volume:
         return tuple(self.voxels.shape)
 
 
-# The loader lives in viewer/loader.py; re-exported here so `from viewer.volume import load_series` works.
-from viewer.loader import SeriesError, VolumeBuilder, load_series  # noqa: F401
+# The loader lives in viewer/loader.py; re-exported here (lazily, so either module can be imported first) so
+# `from viewer.volume import load_series, SeriesError, VolumeBuilder` works.
+_LOADER_NAMES = ("load_series", "SeriesError", "VolumeBuilder")
+
+
+def __getattr__(name: str):
+    if name in _LOADER_NAMES:
+        from viewer import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -235,3 +235,12 @@ def test_pixel_padding_range_limit():
                                extra={"PixelPaddingValue": -3000, "PixelPaddingRangeLimit": -2990})
     vol = load_series(series)
     assert np.all(vol.voxels[:, :, :3] == -1024) and np.all(vol.voxels[:, :, 3:] == 50 - 1024)
+
+
+def test_loader_and_volume_import_in_either_order():
+    import subprocess
+    import sys
+    for first in ("viewer.loader", "viewer.volume"):
+        code = f"import {first}; from viewer.volume import load_series, SeriesError, VolumeBuilder; print('ok')"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+        assert out.stdout.strip() == "ok", out.stderr
