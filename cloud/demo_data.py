@@ -605,30 +605,42 @@ def write_ct_series(
     pixel_spacing: float | None = None,
     transfer_syntax: str = ExplicitVRLittleEndian,
     key: str = "bench-ct",
+    description: str = "CT HEAD WO CONTRAST (SYNTHETIC BENCH)",
+    body_part: str = "HEAD",
+    priority: str = "ROUTINE",
+    acquired: dt.datetime | None = None,
+    patient_name: str = "SYNTHETIC^BENCHCT",
+    patient_id: str = "RRDEMO-BENCH",
 ) -> list[Path]:
-    """Write one synthetic head CT series of ``n_slices`` axial ``rows`` x ``cols`` slices (for benches).
+    """Write one synthetic head CT series of ``n_slices`` axial ``rows`` x ``cols`` slices (for benches/tests).
 
     The head phantom always fits the scan: by default the slices span 190 mm (``slice_spacing`` =
     190 / n_slices, at most 5 mm) and the field of view is 240 mm. The files go under ``out`` in one
-    study folder; ``key`` names the study (different keys give different, deterministic UIDs).
+    study folder; ``key`` names the study (different keys give different, deterministic UIDs and
+    accession numbers). ``description``, ``body_part``, ``priority`` ("STAT" | "ROUTINE"), ``acquired``
+    (study date/time, default 2026-01-15 03:00) and the patient go into the headers as given, so a test
+    can make studies that route differently without rewriting the files.
     """
     out = Path(out)
     if n_slices < 1 or rows < 16 or cols < 16:
         raise ValueError("a CT series needs at least one slice of at least 16x16 pixels")
+    if priority not in ("STAT", "ROUTINE"):
+        raise ValueError(f"priority must be STAT or ROUTINE, not {priority!r}")
     dz = slice_spacing if slice_spacing is not None else min(190.0 / n_slices, 5.0)
     ps = pixel_spacing if pixel_spacing is not None else 240.0 / max(rows, cols)
     center = (0.0, 0.0, 0.0)
     z_positions = [-(n_slices - 1) / 2 * dz + i * dz for i in range(n_slices)]
+    number = uuid.uuid5(_UID_NAMESPACE, key).int % 10**8
     spec = _StudySpec(
         key=key,
-        patient=_Patient("SYNTHETIC^BENCHCT", "RRDEMO-BENCH", "O", dt.date(1975, 6, 15)),
-        when=dt.datetime(2026, 1, 15, 3, 0, 0),
-        accession="SYNBENCH01",
-        description="CT HEAD WO CONTRAST (SYNTHETIC BENCH)",
-        priority="ROUTINE",
+        patient=_Patient(patient_name, patient_id, "O", dt.date(1975, 6, 15)),
+        when=acquired or dt.datetime(2026, 1, 15, 3, 0, 0),
+        accession=f"SYNB{number:08d}",
+        description=description,
+        priority=priority,
         modality="CT",
-        body_part="HEAD",
-        study_id="BENCH",
+        body_part=body_part,
+        study_id=f"{number % 10**6}",
     )
     shapes = [sh for sh in _head_shapes(center, bleed=False)]
     _, files, _ = _ct_series(

@@ -277,7 +277,7 @@ def test_study_headers_look_like_a_night_shift(demo):
     assert {("CT", "HEAD"), ("CT", "ABDOMEN"), ("DX", "CHEST"), ("DX", "WRIST"), ("US", "ABDOMEN")} <= bodies
 
 
-def test_uids_are_deterministic(tmp_path, demo):
+def test_uids_are_deterministic(tmp_path):
     again = write_ct_series(tmp_path / "a", n_slices=2, rows=32, cols=32, key="same")
     twice = write_ct_series(tmp_path / "b", n_slices=2, rows=32, cols=32, key="same")
     other = write_ct_series(tmp_path / "c", n_slices=2, rows=32, cols=32, key="other")
@@ -296,3 +296,17 @@ def test_demo_study_round_trips_through_json(demo):
         d = json.loads(json.dumps(dataclasses.asdict(s), default=str))
         back = DemoStudy(**d)
         assert back == s
+
+
+def test_write_ct_series_headers_can_be_chosen(tmp_path):
+    files = write_ct_series(tmp_path, n_slices=2, rows=32, cols=32, key="chest-stat", description="CT CHEST",
+                            body_part="CHEST", priority="STAT", acquired=dt.datetime(2026, 5, 4, 23, 15),
+                            patient_name="SYNTHETIC^OTHER", patient_id="RRDEMO-X")
+    ds = pydicom.dcmread(files[0])
+    assert (ds.StudyDescription, ds.BodyPartExamined, ds.RequestedProcedurePriority) == ("CT CHEST", "CHEST", "STAT")
+    assert (ds.StudyDate, ds.StudyTime) == ("20260504", "231500")
+    assert (str(ds.PatientName), ds.PatientID) == ("SYNTHETIC^OTHER", "RRDEMO-X")
+    other = pydicom.dcmread(write_ct_series(tmp_path / "b", n_slices=1, rows=32, cols=32, key="b")[0])
+    assert other.AccessionNumber != ds.AccessionNumber
+    with pytest.raises(ValueError, match="priority"):
+        write_ct_series(tmp_path / "c", n_slices=1, rows=32, cols=32, priority="URGENT")
