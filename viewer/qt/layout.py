@@ -6,9 +6,9 @@ and keeps their state.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QGridLayout, QWidget
 
+from viewer.qt.events import event
 from viewer.qt.viewport import StackViewport
 
 LAYOUTS = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1), "2x2": (2, 2)}
@@ -17,7 +17,7 @@ LAYOUTS = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1), "2x2": (2, 2)}
 class ViewportGrid(QWidget):
     """Rows x columns of viewports; ``viewports`` lists the visible ones in reading order (left-right, top-down)."""
 
-    activeChanged = Signal(object)
+    activeChanged = event()
 
     def __init__(self, parent: QWidget | None = None, layout: str = "1x1") -> None:
         super().__init__(parent)

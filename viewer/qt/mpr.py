@@ -12,13 +12,13 @@ reads the volume's shared numpy buffer (``vtk_bridge``); only the 2D output plan
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QGridLayout, QWidget
 from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkImagingCore import vtkImageReslice
 from vtkmodules.vtkRenderingCore import vtkActor2D, vtkCoordinate, vtkImageSliceMapper, vtkPolyDataMapper2D
 
+from viewer.qt.events import event
 from viewer.qt.viewport import ImageView, calibration_text, default_window_level
 from viewer.qt.vtk_bridge import SharedImage, data_to_patient, to_vtk_matrix, volume_to_vtk_image
 
@@ -43,7 +43,7 @@ def rotation_matrix(axis, angle_deg: float) -> np.ndarray:
 class MprViewport(ImageView):
     """One reformatted plane of a Volume."""
 
-    planeChanged = Signal()
+    planeChanged = event()
 
     def __init__(self, parent: QWidget | None = None, orientation: str = "axial") -> None:
         super().__init__(parent)

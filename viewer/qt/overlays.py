@@ -11,7 +11,6 @@ import math
 import numpy as np
 from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
-from vtkmodules.vtkRenderingAnnotation import vtkCornerAnnotation
 from vtkmodules.vtkRenderingCore import vtkActor2D, vtkCoordinate, vtkPolyDataMapper2D, vtkTextActor
 
 from viewer.orientation import direction_label
@@ -38,12 +37,24 @@ class Overlays:
 
     def __init__(self, renderer) -> None:
         self.renderer = renderer
-        self.corners = vtkCornerAnnotation()
-        self.corners.SetMaximumFontSize(15)
-        self.corners.SetMinimumFontSize(9)
-        self.corners.GetTextProperty().SetColor(0.95, 0.95, 0.7)
-        self.corners.GetTextProperty().SetFontFamilyToCourier()
-        renderer.AddViewProp(self.corners)
+        # corner texts: plain text actors with a fixed font (vtkCornerAnnotation re-fits its font every frame,
+        # which cost more than the image itself); a text is re-rasterised only when it changes
+        self.corners: dict[int, vtkTextActor] = {}
+        places = {0: (0.005, 0.005, "left", "bottom"), 1: (0.995, 0.005, "right", "bottom"),
+                  2: (0.005, 0.995, "left", "top"), 3: (0.995, 0.995, "right", "top")}
+        for idx, (x, y, hj, vj) in places.items():
+            t = vtkTextActor()
+            tp = t.GetTextProperty()
+            tp.SetFontSize(14)
+            tp.SetFontFamilyToCourier()
+            tp.SetColor(0.95, 0.95, 0.7)
+            tp.SetJustificationToLeft() if hj == "left" else tp.SetJustificationToRight()
+            tp.SetVerticalJustificationToBottom() if vj == "bottom" else tp.SetVerticalJustificationToTop()
+            t.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+            t.SetPosition(x, y)
+            renderer.AddViewProp(t)
+            self.corners[idx] = t
+        self._corner_text: dict[int, str] = {}
         self.letters: dict[str, vtkTextActor] = {}
         for side in ("left", "right", "top", "bottom"):
             t = vtkTextActor()
@@ -109,9 +120,15 @@ class Overlays:
         return out
 
     def set_corners(self, texts: dict[int, str]) -> None:
-        """Corner texts by vtkCornerAnnotation index: 0 lower-left, 1 lower-right, 2 upper-left, 3 upper-right."""
+        """Corner texts: 0 lower-left, 1 lower-right, 2 upper-left, 3 upper-right (only changed ones are redone)."""
         for idx in range(4):
-            self.corners.SetText(idx, texts.get(idx, ""))
+            text = texts.get(idx, "")
+            if self._corner_text.get(idx) != text:
+                self._corner_text[idx] = text
+                self.corners[idx].SetInput(text or " ")
+
+    def corner_text(self, idx: int) -> str:
+        return self._corner_text.get(idx, "")
 
     def set_scale_bar(self, mm_per_pixel: float | None, viewport_px: tuple[int, int], calibrated: bool = True) -> None:
         """Horizontal scale bar at the bottom centre, about a fifth of the width, with its length in mm."""
@@ -121,6 +138,10 @@ class Overlays:
             self.bar_label.SetVisibility(False)
             self.bar_mm = 0.0
             return
+        key = (mm_per_pixel, w, h)
+        if key == getattr(self, "_bar_key", None) and self.bar.GetVisibility():
+            return
+        self._bar_key = key
         mm = nice_length(w * 0.2 * mm_per_pixel)
         px = mm / mm_per_pixel
         x0, y0 = (w - px) / 2.0, 0.08 * h

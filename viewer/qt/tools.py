@@ -252,6 +252,8 @@ class ToolController:
         return [d]
 
     def update_overlay(self) -> None:
+        if not self.annotations and not self._pending and self._pts.GetNumberOfPoints() == 0:
+            return  # nothing drawn before or now: leave the (empty) layer alone
         self._pts.Reset()
         self._lines.Reset()
         labels: list[tuple[np.ndarray, str]] = []

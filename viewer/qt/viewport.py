@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.util import numpy_support
@@ -29,6 +29,7 @@ from vtkmodules.vtkRenderingCore import (
 )
 
 from viewer.qt import vtk_bridge  # noqa: F401  (registers VTK factories before any window exists)
+from viewer.qt.events import event
 from viewer.qt.overlays import Overlays
 from viewer.qt.vtk_bridge import SharedImage, data_to_patient, volume_to_vtk_image
 
@@ -118,10 +119,10 @@ class ImageView(QWidget):
     ``world_to_patient()`` (4x4) places world points in patient LPS mm.
     """
 
-    windowLevelChanged = Signal(float, float)
-    sliceChanged = Signal(int)
-    measurementAdded = Signal(object)
-    cursorPicked = Signal(object)  # patient point (np.ndarray) chosen with the crosshair tool
+    windowLevelChanged = event()
+    sliceChanged = event()
+    measurementAdded = event()
+    cursorPicked = event()  # patient point (np.ndarray) chosen with the crosshair tool
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
