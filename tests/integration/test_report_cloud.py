@@ -23,9 +23,23 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PIN = "2468"
 
 
-def _dx_chest(real_data: Path):
-    files = sorted((real_data / "11_dx_chest_mono1_small").rglob("*.dcm"))
-    return files, str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+def _dx_chest(real_data: Path, out: Path):
+    """The real DX chest image as a new study of today (the cloud does not route old priors)."""
+    import datetime as dt
+
+    from pydicom.uid import generate_uid
+
+    src = sorted((real_data / "11_dx_chest_mono1_small").rglob("*.dcm"))[0]
+    ds = pydicom.dcmread(src)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyDate = ds.SeriesDate = dt.date.today().strftime("%Y%m%d")
+    ds.PatientID, ds.PatientName = "RR-REPORT-TEST", "SYNTHETIC^CHEST"
+    ds.BodyPartExamined = "CHEST"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "dx.dcm"
+    ds.save_as(path)
+    return [path], str(ds.StudyInstanceUID)
 
 
 def _session(c, user="reader1"):
@@ -36,7 +50,7 @@ def _session(c, user="reader1"):
 
 
 def _seed(c, real_data) -> tuple[str, str]:
-    files, study = _dx_chest(real_data)
+    files, study = _dx_chest(real_data, c.dir.parent / "study")
     stow(c, files)
     items = wait_for_workitems(c, study)
     assert len(items) == 1
