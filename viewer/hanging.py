@@ -4,8 +4,8 @@ Owns loading the protocols kept as data in ``resources/hanging_protocols/*.json`
 body part and study description, then filling its viewports with series. No Qt, no VTK.
 
 Protocol file fields: ``id``, ``name``, ``priority`` (higher wins among matches), ``requires_prior``, ``match``
-(``modality``: list - required when given; ``body_part``: list and ``description``: regex - either one matching
-is enough when given), ``layout`` [rows, cols], ``viewports`` (each: ``study`` "current" | "prior";
+(``modality``: list - required when given; ``min_series``; ``body_part``: list and ``description``: regex -
+either one matching is enough when given), ``layout`` [rows, cols], ``viewports`` (each: ``study`` "current" | "prior";
 ``series`` rules: ``modality``, ``view_position`` list / ``description`` regex (either), ``plane``
 ("axial"|"coronal"|"sagittal"), ``prefer`` "most_images", ``same_as`` (index of the viewport whose series to
 mirror in the prior); ``reformat`` (MPR plane to show), ``window`` (built-in preset id), ``label``, ``reuse``
@@ -131,6 +131,8 @@ def _study_score(proto: dict, study: StudyInfo, has_prior: bool) -> float | None
     if proto.get("requires_prior") and not has_prior:
         return None
     m = proto.get("match", {})
+    if len(study.series) < int(m.get("min_series", 0)):
+        return None
     score = float(proto.get("priority", 0))
     if m.get("modality"):
         if not (_upper(m["modality"]) & _upper(study.modalities)):

@@ -111,3 +111,13 @@ def test_series_info_plane_from_enhanced_per_frame_groups(real_data):
                          stop_before_pixels=True)
     info = SeriesInfo.from_dataset(ds)
     assert info.plane == "sagittal" and info.n_images == 63 and info.modality == "MR"
+
+
+def test_two_radiograph_views_side_by_side_but_one_view_single():
+    two = StudyInfo("7.1", ["DX"], "WRIST", "XR WRIST RIGHT 2 VIEWS", series=[
+        SeriesInfo("pa", "DX", "PA", view_position="PA", series_number=1),
+        SeriesInfo("lat", "DX", "LAT", view_position="LL", series_number=2)])
+    plan = choose_protocol(two)
+    assert plan.protocol_id == "xr_two_views" and [v.series_uid for v in plan.viewports] == ["pa", "lat"]
+    one = StudyInfo("7.2", ["DX"], "WRIST", "XR WRIST", series=[SeriesInfo("pa", "DX", "PA")])
+    assert choose_protocol(one).protocol_id == "default_single"
