@@ -9,8 +9,9 @@ and hands the app the requests it must handle itself (confirm signing, critical 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from dictation import commands as C
 from dictation.events import CommandEvent, ConfirmRequest, FinalText

@@ -17,9 +17,10 @@ import tempfile
 import threading
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def _to_mono_16k(samples: np.ndarray, rate: int, channels: int) -> np.ndarray:
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1)
     if rate != SAMPLE_RATE and samples.size:
-        n_out = int(round(samples.size * SAMPLE_RATE / rate))
+        n_out = round(samples.size * SAMPLE_RATE / rate)
         t_out = np.arange(n_out) * (rate / SAMPLE_RATE)
         samples = np.interp(t_out, np.arange(samples.size), samples)
     return np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
@@ -98,7 +99,7 @@ def _sox_convert(path: Path) -> Path:
                                "install sox or save the recording as 16-bit PCM WAV")
     out = Path(tempfile.mkstemp(suffix=".wav", prefix="readroom-dictation-")[1])
     proc = subprocess.run([sox, "-q", str(path), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed",
-                           str(out)], capture_output=True, text=True)
+                           str(out)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         out.unlink(missing_ok=True)
         raise AudioFormatError(f"{path.name}: not a readable audio file ({proc.stderr.strip()[:200]})")
@@ -368,7 +369,7 @@ class KeyBindings:
     command_mode: tuple[str, ...] = ("F5",)
 
     @classmethod
-    def from_json(cls, data: dict) -> "KeyBindings":
+    def from_json(cls, data: dict) -> KeyBindings:
         def keys(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
             v = data.get(name, default)
             return (v,) if isinstance(v, str) else tuple(str(x) for x in v)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from dictation.events import Command
 
@@ -71,7 +71,7 @@ class Vocabulary:
     title: str = ""
 
     @classmethod
-    def from_json(cls, data: dict, where: str = "vocabulary") -> "Vocabulary":
+    def from_json(cls, data: dict, where: str = "vocabulary") -> Vocabulary:
         try:
             raw_cmds = data["commands"]
             language = str(data["language"])

@@ -14,13 +14,21 @@ import json
 import logging
 import queue
 import threading
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from dictation import commands as C
 from dictation.audio import AudioError, AudioSource, level_dbfs
 from dictation.commands import CommandParser, Vocabulary
-from dictation.events import (CommandEvent, ConfirmRequest, ErrorEvent, FinalText, LevelEvent, PartialText,
-                              StoppedEvent, Word)
+from dictation.events import (
+    CommandEvent,
+    ConfirmRequest,
+    ErrorEvent,
+    FinalText,
+    LevelEvent,
+    PartialText,
+    StoppedEvent,
+    Word,
+)
 from dictation.normalize import Normalizer
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from cloud_client import paths
 from cloud_client.vault import atomic_write
@@ -60,7 +60,7 @@ class DictationSettings:
     keys: KeyBindings = field(default_factory=KeyBindings)
 
     @classmethod
-    def load(cls, path: Path | None = None) -> "DictationSettings":
+    def load(cls, path: Path | None = None) -> DictationSettings:
         path = path or paths.config_dir() / SETTINGS_FILE
         if not path.is_file():
             return cls()

@@ -8,8 +8,8 @@ plus single-word terms from the report templates), and sentence capitalisation. 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from dictation.commands import Vocabulary
 
@@ -224,9 +224,7 @@ def parse_number(words: list[str], i: int) -> tuple[str, int] | None:
         while j < n:
             w = low[j]
             if w in ONES and not (w == "oh" and not seen):
-                if current % 100 >= 20 and current % 10 == 0 and ONES[w] < 10:
-                    current += ONES[w]
-                elif current % 100 == 0:
+                if current % 100 >= 20 and current % 10 == 0 and ONES[w] < 10 or current % 100 == 0:
                     current += ONES[w]
                 else:
                     break

@@ -1,8 +1,6 @@
 """The apply layer: dictation events -> edits of a pure-Python text target (the whole flow without a screen)."""
 from __future__ import annotations
 
-import pytest
-
 from dictation.apply import AppRequest, DictationApplier, PlainTextTarget, TextTarget, template_dictation_data
 from dictation.commands import CommandParser, load_vocabulary
 from dictation.events import Command, CommandEvent, ConfirmRequest, FinalText, PartialText

@@ -18,9 +18,22 @@ import numpy as np
 import pytest
 
 from dictation import audio
-from dictation.audio import (PUSH_TO_TALK, TOGGLE, AudioFormatError, AudioSource, DeviceBusyError,
-                             DeviceVanishedError, KeyBindings, MicrophoneSource, NoInputDeviceError, TalkController,
-                             WavFileSource, level_dbfs, list_input_devices, load_wav_16k_mono)
+from dictation.audio import (
+    PUSH_TO_TALK,
+    TOGGLE,
+    AudioFormatError,
+    AudioSource,
+    DeviceBusyError,
+    DeviceVanishedError,
+    KeyBindings,
+    MicrophoneSource,
+    NoInputDeviceError,
+    TalkController,
+    WavFileSource,
+    level_dbfs,
+    list_input_devices,
+    load_wav_16k_mono,
+)
 
 
 def tone(rate=16000, seconds=1.0, freq=440.0, amp=0.5):
@@ -68,7 +81,7 @@ def test_other_formats_are_converted(tmp_path, rate, channels, width):
     pcm = load_wav_16k_mono(p)
     assert abs(len(pcm) / 2 - 16000) <= 2  # one second at 16 kHz
     assert abs(dominant_freq(pcm) - 440) < 3  # the pitch survives resampling
-    rms, peak = level_dbfs(pcm)
+    _rms, peak = level_dbfs(pcm)
     assert -12 < peak < -4  # amplitude 0.5 -> about -6 dBFS
 
 
@@ -84,7 +97,7 @@ def test_float_wav_goes_through_sox(tmp_path):
     src = write_wav(tmp_path / "d.wav", tone(rate=22050), 22050)
     flt = tmp_path / "float.wav"
     subprocess.run(["sox", "-q", str(src), "-e", "floating-point", "-b", "32", str(flt)], check=True)
-    with pytest.raises(Exception):
+    with pytest.raises(wave.Error):
         wave.open(str(flt)).close()  # the stdlib cannot read it ...
     pcm = load_wav_16k_mono(flt)  # ... we can
     assert abs(len(pcm) / 2 - 16000) <= 2 and abs(dominant_freq(pcm) - 440) < 3

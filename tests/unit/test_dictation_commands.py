@@ -5,8 +5,16 @@ import json
 
 import pytest
 
-from dictation.commands import (COMMAND_NAMES, SIMPLE_COMMANDS, CommandParser, Vocabulary, VocabularyError,
-                                available_languages, grammar_phrases, load_vocabulary)
+from dictation.commands import (
+    COMMAND_NAMES,
+    SIMPLE_COMMANDS,
+    CommandParser,
+    Vocabulary,
+    VocabularyError,
+    available_languages,
+    grammar_phrases,
+    load_vocabulary,
+)
 from dictation.events import Command
 
 MACROS = ["Normal chest", "Normal CT abdomen/pelvis"]
@@ -95,7 +103,7 @@ def test_korean_commands(ko, utterance, expected):
 
 
 def test_segments_index_the_words(en):
-    words = "mild atelectasis period new line heart normal".split()
+    words = ["mild", "atelectasis", "period", "new", "line", "heart", "normal"]
     segs = en.parse(words)
     assert [(s.start, s.end) for s in segs] == [(0, 2), (2, 3), (3, 5), (5, 7)]
     assert [s.is_text for s in segs] == [True, False, False, True]

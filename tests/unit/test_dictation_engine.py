@@ -28,8 +28,16 @@ import pytest
 from dictation.audio import DeviceVanishedError, WavFileSource
 from dictation.commands import load_vocabulary
 from dictation.engine import COMMAND, DICTATION, DictationEngine, reseed_feature_dither, words_from_result
-from dictation.events import (Command, CommandEvent, ConfirmRequest, ErrorEvent, FinalText, LevelEvent, PartialText,
-                              StoppedEvent)
+from dictation.events import (
+    Command,
+    CommandEvent,
+    ConfirmRequest,
+    ErrorEvent,
+    FinalText,
+    LevelEvent,
+    PartialText,
+    StoppedEvent,
+)
 from dictation.models import ENV_MODEL, inspect_model_dir, load_model, packaged_model_dir
 
 pytestmark = pytest.mark.slow

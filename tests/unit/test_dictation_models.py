@@ -13,11 +13,25 @@ from pathlib import Path
 import pytest
 
 from dictation.audio import TOGGLE, KeyBindings
-from dictation.models import (ENV_MODEL, DictationSettings, ModelNotFoundError, inspect_model_dir, models_root,
-                              packaged_model_dir, resolve_model_dir)
+from dictation.models import (
+    ENV_MODEL,
+    DictationSettings,
+    ModelNotFoundError,
+    inspect_model_dir,
+    models_root,
+    packaged_model_dir,
+    resolve_model_dir,
+)
 from installer import vosk_model
-from installer.vosk_model import (ENGLISH_SMALL, ChecksumError, ModelInstallError, ModelSpec, install_model,
-                                  unpack_model, verify_sha256)
+from installer.vosk_model import (
+    ENGLISH_SMALL,
+    ChecksumError,
+    ModelInstallError,
+    ModelSpec,
+    install_model,
+    unpack_model,
+    verify_sha256,
+)
 
 MODEL_FILES = {"am/final.mdl": b"acoustic model bytes", "conf/model.conf": b"--min-active=200\n",
                "conf/mfcc.conf": b"--use-energy=false\n", "graph/HCLr.fst": b"x", "graph/Gr.fst": b"y",
