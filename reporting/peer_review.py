@@ -285,3 +285,8 @@ def queue_review(review_sr: Dataset, outbox=None):
     from .outbox import Outbox, OutboxItem
 
     return (outbox or Outbox()).enqueue(OutboxItem.create("peer-review", [review_sr]))
+
+
+def load_reviews(datasets: Iterable[Dataset]) -> list[PeerReview]:
+    """The peer reviews among ``datasets`` (e.g. every SR a QIDO search for Modality=SR returned); others skipped."""
+    return [review_from_sr(ds) for ds in datasets if is_review_sr(ds)]

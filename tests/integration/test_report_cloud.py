@@ -29,7 +29,7 @@ def _dx_chest(real_data: Path, out: Path):
 
     from pydicom.uid import generate_uid
 
-    src = sorted((real_data / "11_dx_chest_mono1_small").rglob("*.dcm"))[0]
+    src = min((real_data / "11_dx_chest_mono1_small").rglob("*.dcm"))
     ds = pydicom.dcmread(src)
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -229,3 +229,62 @@ def test_cli_sign_addendum_chain_and_verify(empty_cloud, real_data, tmp_path):
     bad = _cli("report", "verify", str(f), check=False)
     assert bad.returncode == 2 and "INVALID" in bad.stdout
     assert "All reports sent." in _cli("outbox", *conn).stdout
+
+
+def test_blind_peer_review_stored_on_archive_and_listed_per_reader(empty_cloud, real_data):
+    from dicomweb_client.api import DICOMwebClient
+    from dicomweb_client.session_utils import create_session_from_user_pass
+
+    from cloud_client.archive import ArchiveSink
+    from cloud_client.worklist import WorklistClient
+    from reporting import signing
+    from reporting.model import Person
+    from reporting.outbox import Outbox
+    from reporting.peer_review import (
+        BlindReview,
+        ReviewedReport,
+        ReviewError,
+        build_review_sr,
+        load_reviews,
+        qa_summary,
+        queue_review,
+        reviews_of_reader,
+    )
+    from reporting.workflow import sign_report
+
+    c = empty_cloud
+    study, wi = _seed(c, real_data)
+    signing.generate_key("reader1", PIN)
+    with _session(c) as s:
+        wl = WorklistClient(s)
+        report = _report_for(wl.claim(wi), _ctx)
+        res = sign_report(report, Person("reader1", "One^Reader"), PIN, outbox=Outbox(), outputs=False)
+        assert Outbox().deliver_due(ArchiveSink(s, wl)) == 1
+    # the QA reviewer opens the signed study from the archive, blind
+    [stored] = _srs_in_archive(c, study)
+    original = ReviewedReport.from_sr(stored)
+    assert original.reader == "reader1" and original.sop_instance_uid == res.record.sr["sop_instance_uid"]
+    review = BlindReview(original, Person("qa", "Quality^Anne"), blind=True)
+    with pytest.raises(ReviewError):
+        review.original_text()
+    review.submit_impression("Small right pleural effusion.")
+    assert any(r.tag != "equal" for r in review.diff())
+    scored = review.score("2a", "Small effusion not mentioned; unlikely to matter.")
+    sr = build_review_sr(scored, original, "Quality^Anne")
+    ob = Outbox()
+    queue_review(sr, ob)
+    with _session(c, "qa") as qa:
+        assert ob.deliver_due(ArchiveSink(qa)) == 1
+    # listed per reader from the archive
+    client = DICOMwebClient(url=c.base_url, session=create_session_from_user_pass(*c.auth("qa")))
+    found = client.search_for_instances(search_filters={"Modality": "SR"})
+    datasets = [client.retrieve_instance(f["0020000D"]["Value"][0], f["0020000E"]["Value"][0],
+                                         f["00080018"]["Value"][0]) for f in found]
+    reviews = load_reviews(datasets)
+    assert len(reviews) == 1
+    mine = reviews_of_reader(reviews, "reader1")
+    assert [(r.score.value, r.reviewer, r.blind, r.reviewed_sop_instance_uid) for r in mine] == [
+        ("2a", "qa", True, original.sop_instance_uid)]
+    [summary] = qa_summary(reviews)
+    assert summary.reader == "reader1" and summary.counts["2a"] == 1 and summary.total == 1
+    assert not any(c.outbound_dir.glob(f"{sr.SOPInstanceUID}*"))  # reviews never go to the EHR
