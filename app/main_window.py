@@ -76,6 +76,7 @@ class MainWindow(QMainWindow):
         page = ReadingPage(self.ws, self)
         page.closed.connect(self._reading_closed)
         page.fetch_progress.connect(self._fetch_progress)
+        page.measurement_made.connect(self._measurement_made)
         self.editor = ReportEditor(self.ws)
         self.dictation = DictationPanel(self.settings, self.editor)
         self.editor.report_changed.connect(self.dictation.set_report)
@@ -164,6 +165,18 @@ class MainWindow(QMainWindow):
             self.editor.set_report(None)
             self.status.showMessage(user_message(exc), 15_000)
         self.study_opened.emit(item)
+
+    def _measurement_made(self, m) -> None:
+        from .measurement_link import apply_to_report
+
+        try:
+            note = apply_to_report(self.editor.report, m)
+        except Exception as exc:  # noqa: BLE001 - the viewer keeps the measurement either way
+            from .workers import user_message
+
+            note = user_message(exc)
+        if note:
+            self.status.showMessage(note, 5000)
 
     def _report_signed(self, _result) -> None:
         self.refresh_outbox()

@@ -43,6 +43,7 @@ class ReadingPage(QWidget):
     study_loaded = Signal(object)          # StudyLoad
     load_failed = Signal(str)
     prior_shown = Signal()
+    measurement_made = Signal(object)      # a viewer measurement / key image, for the report
 
     def __init__(self, workstation, parent=None) -> None:
         super().__init__(parent)
@@ -73,6 +74,21 @@ class ReadingPage(QWidget):
         self.compare_button = QPushButton("Compare side by side")
         self.compare_button.setEnabled(False)
         self.compare_button.clicked.connect(self.open_selected_prior)
+        from viewer.qt.tools import TOOLS
+
+        self.tool = QComboBox()
+        self.tool.setToolTip("Left mouse button tool (right-drag: window/level; wheel: scroll)")
+        for name in ("scroll", "pan", "zoom", "wl", *TOOLS):
+            self.tool.addItem(name.replace("wl", "window/level").capitalize(), name)
+        self.tool.currentIndexChanged.connect(lambda _i: self._set_tool(self.tool.currentData()))
+        self.view_mode = QComboBox()
+        self.view_mode.addItem("Stack", "stack")
+        self.view_mode.addItem("MPR", "mpr")
+        self.view_mode.addItem("MPR + 3D", "mpr3d")
+        self.view_mode.setEnabled(False)
+        self.view_mode.setToolTip("Reformats need the whole series (enabled when it has arrived)")
+        self.view_mode.currentIndexChanged.connect(lambda _i: self.set_view_mode(self.view_mode.currentData()))
+        self.mpr = None
         self.close_button = QPushButton("Back to worklist")
         self.close_button.clicked.connect(self.close_study_and_return)
         self.notice = QLabel("")
@@ -83,6 +99,9 @@ class ReadingPage(QWidget):
         head.addWidget(self.study_label)
         head.addWidget(self.layout_label)
         head.addStretch(1)
+        head.addWidget(QLabel("Tool:"))
+        head.addWidget(self.tool)
+        head.addWidget(self.view_mode)
         head.addWidget(QLabel("Priors:"))
         head.addWidget(self.priors)
         head.addWidget(self.compare_button)
@@ -157,6 +176,8 @@ class ReadingPage(QWidget):
         for n in range(rows * cols):
             vp = self._viewport()
             vp.setToolTip(labels[n] if n < len(labels) and labels[n] else "")
+            vp.set_tool(self.tool.currentData() or "scroll")
+            vp.measurementAdded.connect(self.measurement_made.emit)
             self.grid.addWidget(vp, n // cols, n % cols)
             self.panes.append(vp)
 
@@ -247,8 +268,45 @@ class ReadingPage(QWidget):
         elif isinstance(ev, SeriesFailed):
             self.show_notice(ev.message)
 
+    def _set_tool(self, name: str) -> None:
+        for vp in self.panes:
+            vp.set_tool(name)
+
+    def _main_volume(self):
+        if self.plan is not None and self.plan.viewports and self.plan.viewports[0].series_uid in self.volumes:
+            return self.volumes[self.plan.viewports[0].series_uid]
+        return next(iter(self.volumes.values()), None)
+
+    def set_view_mode(self, mode: str) -> None:
+        """Stack panes (the hanging protocol), or MPR (axial/coronal/sagittal, linked crosshair) of the main
+        series, optionally with a 3D rendering."""
+        from viewer.qt.mpr import MprWidget
+
+        if self.mpr is not None:
+            self.grid.removeWidget(self.mpr)
+            self.mpr.setParent(None)
+            self.mpr.deleteLater()
+            self.mpr = None
+        for vp in self.panes:
+            vp.setVisible(mode == "stack")
+        if mode == "stack":
+            return
+        volume = self._main_volume()
+        if volume is None or volume.voxels.ndim != 3 or volume.shape[0] < 2:
+            self.show_notice("Reformats need a cross-sectional series (several slices).")
+            for vp in self.panes:
+                vp.setVisible(True)
+            return
+        self.mpr = MprWidget(with_3d=(mode == "mpr3d"))
+        rows = self.plan.rows if self.plan else 1
+        cols = self.plan.cols if self.plan else 1
+        self.grid.addWidget(self.mpr, 0, 0, rows, cols)
+        self.mpr.set_volume(volume)
+
     def _loaded(self, result) -> None:
         self.load_result = result
+        vol = self._main_volume()
+        self.view_mode.setEnabled(vol is not None and vol.voxels.ndim == 3 and vol.shape[0] > 1)
         self.study_loaded.emit(result)
 
     def _failed(self, message: str, _exc) -> None:
@@ -330,6 +388,11 @@ class ReadingPage(QWidget):
         self.plan = None
         self.comparison = None
         self.prior_volume = None
+        self.mpr = None
+        self.view_mode.blockSignals(True)
+        self.view_mode.setCurrentIndex(0)
+        self.view_mode.blockSignals(False)
+        self.view_mode.setEnabled(False)
         self.placeholder.show()
         self.grid.addWidget(self.placeholder, 0, 0)
         self.notice.hide()

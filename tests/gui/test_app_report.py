@@ -190,3 +190,28 @@ def test_critical_result_recorded_with_communication(qtbot, editor):
     assert cr.finding == "Tension pneumothorax" and cr.category == 1 and cr.communicated
     assert "critical" in editor.state.text()
     assert "Dr. Ward" in editor.report.render_text()
+
+
+def test_viewer_measurements_go_into_the_report(editor):
+    """A length measured in the viewer is linked into a measurement field, or typed into a text field; a key-image
+    mark becomes a report key image."""
+    from app.measurement_link import apply_to_report
+    from reporting.templates import default_library
+    from viewer.measurements import KeyImage, Length
+
+    report = editor.report
+    report.change_template(default_library().get("ct-head-noncontrast"))
+    length = Length(points=[(0.0, 0.0, 0.0), (4.0, 3.0, 0.0)], sop_instance_uid="2.25.9",
+                    series_instance_uid="2.25.8")
+    report.focus("midline_shift")
+    assert "linked" in apply_to_report(report, length)
+    assert report.get("midline_shift") == "5 mm" and report.measurements["midline_shift"].value == 5.0
+    assert editor.editors["midline_shift"].text() == "5 mm"
+    text_field = next(f.id for f in report.template.fields if f.type == "text")
+    report.focus(text_field)
+    report.set_field(text_field, "Hyperdense collection measuring")
+    apply_to_report(report, length)
+    assert report.get(text_field) == "Hyperdense collection measuring 5.0 mm"
+    apply_to_report(report, KeyImage(sop_instance_uid="2.25.10", series_instance_uid="2.25.8",
+                                     sop_class_uid="1.2.840.10008.5.1.4.1.1.2"))
+    assert [k.image.sop_instance_uid for k in report.key_images] == ["2.25.10"]

@@ -147,6 +147,12 @@ def test_claim_opens_study_first_image_before_fetch_finishes(workstation, readin
     vp = page.viewports[page.plan.viewports[0].series_uid][0]
     assert vp.volume.shape[0] == 160 and vp.arrived is None   # every slice arrived
     assert win.editor.report is not None and win.editor.report.study.study_uid == claimed.study_uid
+    # the whole series is local: reformats are offered (MPR with linked crosshair), and back to the stack
+    assert page.view_mode.isEnabled()
+    page.view_mode.setCurrentIndex(page.view_mode.findData("mpr"))
+    assert page.mpr is not None and page.mpr.volume is vp.volume and not vp.isVisible()
+    page.view_mode.setCurrentIndex(page.view_mode.findData("stack"))
+    assert page.mpr is None and vp.isVisible()
     # the prior (same patient, older) is offered for side-by-side comparison
     qtbot.waitUntil(lambda: page.priors.isEnabled(), timeout=20000)
     texts = [page.priors.itemText(i) for i in range(page.priors.count())]
