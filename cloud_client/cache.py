@@ -66,7 +66,10 @@ class CachedInstance:
 
 
 class InstanceCache:
-    """Encrypted per-instance cache with an SQLite index. ``root`` defaults to ``paths.cache_dir()``."""
+    """Encrypted per-instance cache with an SQLite index. ``root`` defaults to ``paths.cache_dir()``.
+
+    ``max_bytes``: size cap enforced on every put by LRU eviction of unpinned studies (0 = no cap).
+    """
 
     def __init__(self, root: Path | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES,
                  vault: Vault | None = None, repair: bool = True) -> None:
@@ -83,6 +86,7 @@ class InstanceCache:
         self._db.executescript(_SCHEMA)
         if repair:
             self.repair()
+        self._approx_total = self.total_bytes()
 
     # -- files ------------------------------------------------------------------------------------------------
     def _relpath(self, sop_uid: str) -> str:
@@ -126,8 +130,14 @@ class InstanceCache:
                 "INSERT OR REPLACE INTO instances (sop_uid, study_uid, series_uid, file, size, instance_number,"
                 " stored_at, last_access) VALUES (?,?,?,?,?,?,?,?)",
                 (sop_uid, study_uid, series_uid, rel, len(data), instance_number, now, now))
-        if self.max_bytes and self.total_bytes() > self.max_bytes:
-            self.evict()
+        if self.max_bytes:
+            with self._lock:
+                self._approx_total += len(data)
+                over = self._approx_total > self.max_bytes
+            if over:  # exact check only when the running estimate says so (other processes may share the cache)
+                self.evict()
+                with self._lock:
+                    self._approx_total = self.total_bytes()
 
     def put_dataset(self, ds: pydicom.Dataset) -> None:
         buf = io.BytesIO()

@@ -36,7 +36,7 @@ import urllib3
 from .audit import FAILURE, SUCCESS, AuditTrail
 from .cache import InstanceCache
 from .errors import ArchiveUnavailable, CloudError, FetchCancelled, RequestRejected
-from .multipart import MultipartError, boundary_of, iter_parts
+from .multipart import MultipartError, boundary_of, iter_parts_from
 from .session import DicomWebSession, check_status
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,8 @@ class _Run:
         self.bytes = 0
         self.retries = 0
         self.ts = fetcher.session.profile.transfer_syntaxes[0]
-        self.workers = ThreadPoolExecutor(max_workers=fetcher.decode_workers, thread_name_prefix="rr-decode")
+        self.workers = ThreadPoolExecutor(max_workers=max(1, fetcher.decode_workers),
+                                          thread_name_prefix="rr-decode")
         self.inflight = threading.BoundedSemaphore(fetcher.max_inflight_parts)
         self.errors: list[BaseException] = []
 
@@ -345,9 +346,14 @@ class StudyFetcher:
         resp = self._open(run, path)
         try:
             boundary = boundary_of(resp.headers.get("Content-Type", ""))
-            for headers, body in iter_parts(_read_chunks(resp), boundary):
+            for _headers, body in iter_parts_from(_reader(resp), boundary):
                 run.check_cancel()
                 run.inflight.acquire()
+                if self.decode_workers == 0:  # inline: no hand-off between threads
+                    self._store_part(run, series_uid, body, skip)
+                    if run.errors:
+                        raise run.errors[0]
+                    continue
                 try:
                     run.workers.submit(self._store_part, run, series_uid, body, skip)
                 except BaseException:
@@ -388,7 +394,9 @@ class StudyFetcher:
         try:
             if run.cancelled():
                 return
-            ds = pydicom.dcmread(io.BytesIO(body))
+            # Without a consumer only the header is parsed (prefetch): the bytes go to the cache as they are.
+            full = run.on_instance is not None
+            ds = pydicom.dcmread(io.BytesIO(body), stop_before_pixels=not full)
             sop = str(ds.SOPInstanceUID)
             if sop in skip or not run.claim(sop):
                 return
@@ -399,7 +407,7 @@ class StudyFetcher:
             except BaseException:
                 run.unclaim(sop)
                 raise
-            if self.decode and "PixelData" in ds:
+            if full and self.decode and "PixelData" in ds:
                 ds.pixel_array  # noqa: B018 - decodes once and keeps the array on the dataset
             run.delivered(sop, len(body), cached=False)
             if run.on_instance is not None:
@@ -458,18 +466,17 @@ class StudyFetcher:
             time.sleep(0.05)
 
 
-def _read_chunks(resp: requests.Response, size: int = 1 << 20):
-    """Yield the body as it arrives (``read1``: whatever is there, up to ``size``), so each part is handed on as
-    soon as it is complete instead of waiting for a full buffer."""
+def _reader(resp: requests.Response):
+    """``read(n)`` over the response body (blocks until n bytes or the end), transport errors mapped."""
     raw = resp.raw
-    while True:
+
+    def read(n: int) -> bytes:
         try:
-            data = raw.read1(size, decode_content=True)
+            return raw.read(n, decode_content=True)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ArchiveUnavailable(detail=f"stream interrupted: {type(exc).__name__}") from exc
-        if not data:
-            return
-        yield data
+
+    return read
 
 
 def _as_unavailable(exc: BaseException) -> ArchiveUnavailable:
