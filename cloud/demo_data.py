@@ -142,6 +142,7 @@ class DemoStudy:
     patient_birth_date: str = ""
     patient_age: str = ""
     referring_physician: str = ""
+    clinical_history: str = ""
     known_objects: list[KnownObject] = field(default_factory=list)
 
     def __post_init__(self) -> None:  # also accept the JSON form (str paths, dicts) of dataclasses.asdict
@@ -181,6 +182,7 @@ class _StudySpec:
     study_id: str
     institution: str = INSTITUTION
     referrer: str = REFERRER
+    history: str = ""
 
     @property
     def study_uid(self) -> str:
@@ -255,6 +257,16 @@ def _base_dataset(
     ds.InstanceNumber = instance_number
     # Order-level priority, top level, as the team contract says (the cloud's routing reads it).
     ds.RequestedProcedurePriority = spec.priority
+    if spec.history:
+        ds.AdditionalPatientHistory = spec.history
+    request = Dataset()  # the order this study fulfils (General Series module, Request Attributes)
+    request.AccessionNumber = spec.accession
+    request.RequestedProcedureID = spec.accession
+    request.ScheduledProcedureStepID = spec.accession + "-1"
+    request.RequestedProcedureDescription = spec.description
+    if spec.history:
+        request.ReasonForTheRequestedProcedure = spec.history[:64]  # LO
+    ds.RequestAttributesSequence = DicomSequence([request])
     return ds
 
 
@@ -1146,6 +1158,7 @@ def _study_result(spec: _StudySpec, files: list[Path], series_uids: list[str], t
         patient_birth_date=spec.birth_date(),
         patient_age=spec.age(),
         referring_physician=spec.referrer,
+        clinical_history=spec.history,
         known_objects=known or [],
     )
 
@@ -1277,33 +1290,38 @@ def write_demo_studies(out: Path, night: dt.date | None = None,
         key="ct-head", patient=_Patient("SYNTHETIC^HEADCT", "RRDEMO-0001", "M", _born(night, 78, 3, 9)),
         when=at(night, 2, 14, 7), accession="SYN26001", description="CT HEAD WO CONTRAST",
         priority="STAT", modality="CT", body_part="HEAD", study_id="1001",
+        history="Fall at home, on warfarin, new confusion. GCS 14.",
     )
     abdomen = _StudySpec(
         key="ct-abdomen", patient=_Patient("SYNTHETIC^ABDOMENCT", "RRDEMO-0002", "F", _born(night, 24, 11, 2)),
         when=at(night, 1, 38, 41), accession="SYN26002", description="CT ABDOMEN PELVIS WITH CONTRAST",
         priority="ROUTINE", modality="CT", body_part="ABDOMEN", study_id="1002",
+        history="RLQ pain for 18 hours, fever 38.4, WBC 14. Appendicitis?",
     )
     chest = _StudySpec(
         key="xr-chest", patient=_Patient("SYNTHETIC^CHESTXRAY", "RRDEMO-0003", "M", _born(night, 45, 7, 21)),
         when=at(evening, 23, 31, 12), accession="SYN26003", description="XR CHEST PA AND LATERAL",
         priority="ROUTINE", modality="DX", body_part="CHEST", study_id="1003",
+        history="Cough and fever for 4 days, crackles right base.",
     )
     wrist_patient = _Patient("SYNTHETIC^WRISTXRAY", "RRDEMO-0004", "F", _born(night, 34, 4, 30))
     wrist = _StudySpec(
         key="xr-wrist", patient=wrist_patient, when=at(evening, 22, 47, 55), accession="SYN26004",
         description="XR WRIST RIGHT 2 VIEWS", priority="ROUTINE", modality="DX", body_part="WRIST",
-        study_id="1004",
+        study_id="1004", history="Fall on outstretched right hand, distal radius tenderness.",
     )
     wrist_prior = _StudySpec(
         key="xr-wrist-prior", patient=wrist_patient, when=at(_years_before(evening, 2), 14, 5, 30),
         accession="SYN24117", description="XR WRIST RIGHT 2 VIEWS", priority="ROUTINE", modality="DX",
         body_part="WRIST", study_id="0877", institution="Synthetic Orthopaedic Clinic (demo)",
+        history="Wrist pain after a sprain two weeks ago.",
         referrer="SYNTHETIC^ORTHO^DOCTOR^^MD",
     )
     ultrasound = _StudySpec(
         key="us-abdomen", patient=_Patient("SYNTHETIC^ABDOMENUS", "RRDEMO-0005", "F", _born(night, 52, 1, 17)),
         when=at(night, 0, 52, 3), accession="SYN26005", description="US ABDOMEN RUQ",
         priority="ROUTINE", modality="US", body_part="ABDOMEN", study_id="1005",
+        history="RUQ pain after fatty meals, Murphy sign positive.",
     )
     writers: list[tuple[str, Callable[[], DemoStudy]]] = [
         ("ct-head", lambda: _ct_head(out / "ct_head", head)),

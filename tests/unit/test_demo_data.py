@@ -273,6 +273,8 @@ def test_study_headers_look_like_a_night_shift(demo):
         assert ds.InstitutionName and ds.ReferringPhysicianName and ds.AccessionNumber
         assert ds.PatientSex in ("M", "F", "O") and ds.PatientAge.endswith("Y")
         assert len(ds.PatientBirthDate) == 8
+        assert s.clinical_history and ds.AdditionalPatientHistory == s.clinical_history
+        assert ds.RequestAttributesSequence[0].AccessionNumber == s.accession_number
     bodies = {(s.modality, s.body_part) for s in demo}
     assert {("CT", "HEAD"), ("CT", "ABDOMEN"), ("DX", "CHEST"), ("DX", "WRIST"), ("US", "ABDOMEN")} <= bodies
 
