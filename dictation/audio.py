@@ -198,6 +198,30 @@ class WavFileSource:
         self._stopped = True
 
 
+class StreamResampler:
+    """Block-by-block linear-interpolation resampler of int16 mono PCM that keeps its phase across blocks (so
+    a stream resampled in pieces equals the stream resampled at once)."""
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        self.step = rate_in / rate_out
+        self._tail = np.zeros(0)
+        self._phase = 0.0  # position of the next output sample, relative to the start of _tail
+
+    def process(self, pcm: bytes) -> bytes:
+        x = np.concatenate([self._tail, np.frombuffer(pcm, dtype="<i2").astype(np.float64)])
+        if x.size < 2:
+            self._tail = x
+            return b""
+        n = int(np.floor((x.size - 1 - self._phase) / self.step)) + 1
+        t = self._phase + np.arange(max(n, 0)) * self.step
+        out = np.interp(t, np.arange(x.size), x)
+        next_pos = self._phase + max(n, 0) * self.step
+        keep = int(np.floor(next_pos))
+        self._tail = x[keep:]
+        self._phase = next_pos - keep
+        return np.clip(np.round(out), -32768, 32767).astype("<i2").tobytes()
+
+
 # -- microphone ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class InputDevice:
@@ -280,6 +304,7 @@ class MicrophoneSource:
         self._stopped = threading.Event()
         self._last_data = 0.0
         self._error: AudioError | None = None
+        self._resampler: StreamResampler | None = None
 
     def _resolve_device(self, sd) -> int | None:
         devices = list_input_devices(sd)
@@ -305,20 +330,40 @@ class MicrophoneSource:
         device = self._resolve_device(sd)
         self._stopped.clear()
         self._error = None
+        self._resampler = None
         try:
-            self._stream = sd.RawInputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16",
-                                             blocksize=int(SAMPLE_RATE * self.block_ms / 1000), device=device,
-                                             callback=self._callback)
+            try:
+                self._stream = self._open(sd, device, SAMPLE_RATE)
+            except sd.PortAudioError as exc:
+                if "sample rate" not in str(exc).lower() and "-9997" not in str(exc):
+                    raise
+                # the device cannot record at 16 kHz itself: record at its own rate and resample here
+                rate = int(self._device_rate(sd, device))
+                self._stream = self._open(sd, device, rate)
+                self._resampler = StreamResampler(rate, SAMPLE_RATE)
             self._stream.start()
         except sd.PortAudioError as exc:
             self._stream = None
             raise _classify(exc, "" if self.device in (None, "") else str(self.device)) from exc
         self._last_data = time.monotonic()
 
+    def _open(self, sd, device, rate: int):
+        return sd.RawInputStream(samplerate=rate, channels=1, dtype="int16",
+                                 blocksize=int(rate * self.block_ms / 1000), device=device, callback=self._callback)
+
+    @staticmethod
+    def _device_rate(sd, device) -> float:
+        for d in list_input_devices(sd):
+            if device is None and d.is_default or d.index == device:
+                return d.default_samplerate
+        return 48000.0
+
     def _callback(self, indata, frames, time_info, status) -> None:  # PortAudio's thread
         if status and getattr(status, "input_overflow", False):
             self.overflows += 1
         block = bytes(indata)
+        if self._resampler is not None:
+            block = self._resampler.process(block)
         self._last_data = time.monotonic()
         self.level = level_dbfs(block)
         if self.on_level is not None:

@@ -28,6 +28,7 @@ from dictation.audio import (
     KeyBindings,
     MicrophoneSource,
     NoInputDeviceError,
+    StreamResampler,
     TalkController,
     WavFileSource,
     level_dbfs,
@@ -167,8 +168,11 @@ class FakeStream:
     """Calls the callback with 100 ms blocks of a tone from a thread, like PortAudio; can 'vanish'."""
 
     def __init__(self, sd, samplerate, channels, dtype, blocksize, device, callback):
-        assert (samplerate, channels, dtype) == (16000, 1, "int16")
+        assert (channels, dtype) == (1, "int16")
+        if samplerate not in sd.rates:
+            raise FakePortAudioError("Error opening RawInputStream: Invalid sample rate [PaErrorCode -9997]")
         self.sd, self.blocksize, self.device, self.callback = sd, blocksize, device, callback
+        self.samplerate = samplerate
         self.active = False
         self._thread = None
         self.closed = False
@@ -180,7 +184,8 @@ class FakeStream:
 
     def _pump(self):
         n = 0
-        block = (tone(seconds=self.blocksize / 16000, amp=0.25) * 32767).astype("<i2").tobytes()
+        block = (tone(rate=self.samplerate, seconds=self.blocksize / self.samplerate, amp=0.25)
+                 * 32767).astype("<i2").tobytes()
         while self.active and n < self.sd.blocks_before_vanish:
             self.callback(memoryview(block), self.blocksize, None, None)
             n += 1
@@ -198,7 +203,9 @@ class FakeStream:
 class FakeSD:
     PortAudioError = FakePortAudioError
 
-    def __init__(self, devices=None, open_error=None, blocks_before_vanish=10 ** 9, vanish_marks_inactive=True):
+    def __init__(self, devices=None, open_error=None, blocks_before_vanish=10 ** 9, vanish_marks_inactive=True,
+                 rates=(16000, 44100, 48000)):
+        self.rates = rates
         self.devices = devices if devices is not None else [
             {"index": 0, "name": "HDA Intel PCH: ALC3246 Analog", "max_input_channels": 2,
              "default_samplerate": 48000.0},
@@ -347,3 +354,27 @@ def test_keys_are_data_so_a_dictation_microphone_can_be_mapped():
     assert calls == ["start", "command", "stop"]
     with pytest.raises(ValueError, match="unknown talk mode"):
         TalkController(on_start=lambda: None, on_stop=lambda: None, mode="always")
+
+
+def test_a_device_without_16k_is_recorded_at_its_rate_and_resampled():
+    sd = FakeSD(rates=(48000,))  # like many USB microphones opened directly
+    mic = MicrophoneSource(sd=sd)
+    mic.start()
+    assert sd.streams[-1].samplerate == 48000
+    pcm = b""
+    while len(pcm) < 32000:
+        pcm += mic.read(timeout=1.0) or b""
+    mic.stop()
+    assert abs(dominant_freq(pcm[:32000]) - 440) < 3
+    assert len(sd.streams) == 1
+
+
+@pytest.mark.parametrize("rate_in,block", [(48000, 4800), (44100, 441), (22050, 1000), (8000, 333)])
+def test_stream_resampler_in_pieces_equals_at_once(rate_in, block):
+    x = np.round(tone(rate=rate_in, seconds=1.0, amp=0.3) * 32767).astype("<i2")
+    r = StreamResampler(rate_in, 16000)
+    y = np.frombuffer(b"".join(r.process(x[i:i + block].tobytes()) for i in range(0, x.size, block)), "<i2")
+    t = np.arange(y.size) * (rate_in / 16000)
+    ref = np.round(np.interp(t, np.arange(x.size), x.astype(float)))
+    assert abs(y.size - 16000) <= 3
+    assert np.abs(y.astype(int) - ref).max() <= 1
