@@ -63,7 +63,8 @@ class DictationEngine:
         self.model = model
         self.vocabulary = vocabulary
         self.parser = CommandParser(vocabulary, macros=macros)
-        self.normalizer = Normalizer(vocabulary, terms=terms)
+        self.terms = tuple(terms)
+        self.normalizer = Normalizer(vocabulary, terms=self.terms)
         self.supports_grammar = supports_grammar
         self.levels = levels
         self.sample_rate = sample_rate
@@ -107,6 +108,13 @@ class DictationEngine:
                     phrases.append(UNKNOWN)
             self._grammar = phrases
         return self._grammar
+
+    def vocabulary_report(self):
+        """Which template terms this model can recognise at all (:class:`dictation.models.VocabularyReport`).
+        Vosk cannot add words to a compiled model; unknown terms can only be typed (the app may say so)."""
+        from dictation.models import check_vocabulary
+
+        return check_vocabulary(self.model, self.terms)
 
     def _recognizer(self, mode: str):
         import vosk

@@ -310,3 +310,5 @@ def test_template_terms_checked_against_the_model(ko_model):
 
     report = check_vocabulary(ko_model, ["결절", "흉부 정상", "qwertyzzz", "결절"])
     assert report.known == ("결절", "흉부 정상") and report.unknown == ("qwertyzzz",)
+    engine = DictationEngine(ko_model, load_vocabulary("ko"), terms=["결절", "qwertyzzz"])
+    assert engine.vocabulary_report().unknown == ("qwertyzzz",)
