@@ -159,3 +159,33 @@ def test_stored_report_sr_goes_to_outbound(empty_cloud, tmp_path):
     time.sleep(3)
     study = pydicom.dcmread(sr, stop_before_pixels=True).StudyInstanceUID
     assert wait_for_workitems(c, study, timeout=0) == []
+
+
+def test_new_study_pushes_an_assigned_event_to_its_reader(empty_cloud, real_data):
+    import base64
+    import time
+
+    from websockets.sync.client import connect
+
+    c = empty_cloud
+    flt = "ScheduledHumanPerformersSequence.HumanPerformerCodeSequence.CodeValue=reader1"
+    r = requests.post(f"{c.base_url}/workitems/1.2.840.10008.5.1.4.34.5.1/subscribers/R1WS?{flt}", auth=c.auth(),
+                      timeout=10)
+    assert r.status_code == 201
+    hdr = {"Authorization": "Basic " + base64.b64encode(b"reader1:reader1").decode()}
+    with connect(c.base_url.replace("http://", "ws://") + "/subscribers/R1WS", additional_headers=hdr,
+                 open_timeout=10) as ws:
+        _folder, _ = _ct_head(real_data)
+        stow(c, sorted(_folder.glob("*.dcm"))[:2])          # neuro -> reader2: must not reach reader1
+        files, chest_uid = _dx_chest(real_data)
+        stow(c, files)                                        # chest -> reader1
+        deadline, events = time.monotonic() + 60, []
+        while not any(e["00001002"]["Value"] == [5] for e in events) and time.monotonic() < deadline:
+            events.append(json.loads(ws.recv(timeout=max(1.0, deadline - time.monotonic()))))
+    assigned = next((e for e in events if e["00001002"]["Value"] == [5]), None)
+    assert assigned is not None, "no assigned event for reader1"
+    assert assigned["0020000D"]["Value"] == [chest_uid]
+    assert assigned["00404034"]["Value"][0]["00404009"]["Value"][0]["00080100"]["Value"] == ["reader1"]
+    item = wait_for_workitems(c, chest_uid)[0]
+    # only reader1's item reached reader1's filtered subscription (the neuro study went to reader2)
+    assert {e["00001000"]["Value"][0] for e in events} == {text(item, "00080018")}
