@@ -3,13 +3,14 @@
 Owns :class:`Prefetcher`: a daemon thread that takes the next N items of the reader's worklist (most urgent
 first: the worklist's own STAT/deadline order), pins each study in the cache (assigned, not yet reported:
 never evicted) and fetches it with :class:`~cloud_client.retrieve.StudyFetcher`. It yields to the study being
-read: :meth:`pause` / :meth:`resume`; :meth:`stop` cancels a running fetch. Errors are logged (no patient data)
-and retried on the next round.
+read: :meth:`pause` holds even a running download until :meth:`resume`; :meth:`stop` cancels a running fetch.
+Errors are logged (no patient data) and retried on the next round.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -82,6 +83,10 @@ class Prefetcher:
         return done
 
     def _cancelled(self) -> bool:
+        """Polled by the running fetch between parts: stop ends it; pause holds it (the connection stalls, so
+        the study being read gets the bandwidth) until resumed."""
+        while self._paused.is_set() and not self._stop.is_set():
+            time.sleep(0.1)
         return self._stop.is_set()
 
     def _loop(self) -> None:

@@ -343,3 +343,38 @@ def test_orthanc_killed_mid_retrieval_resumes(own_cloud, ct_series, readroom_hom
     again = fetcher.fetch_study(study)
     assert again.fetched == 0 and again.from_cache == len(ct_series)
     assert_no_plaintext(readroom_home, [b"DICM"])
+
+
+def _small_study(cloud, n=4, rows=64) -> tuple[str, list[pydicom.Dataset]]:
+    from tests.unit.test_client_cache import make_instance
+
+    study, series = generate_uid(), generate_uid()
+    dss = [make_instance(study, series, k + 1, rows=rows, name="SYNTHETIC^PREFETCH") for k in range(n)]
+    session_for(cloud, "clinic").stow(dss)
+    return study, dss
+
+
+def test_prefetch_takes_the_most_urgent_assigned_studies(own_cloud, readroom_home):
+    from cloud_client.prefetch import Prefetcher
+
+    routine, _ = _small_study(own_cloud)
+    urgent, _ = _small_study(own_cloud)
+    later, _ = _small_study(own_cloud)
+    make_workitem(own_cloud, routine, "reader2", priority="MEDIUM", deadline_h=2)
+    make_workitem(own_cloud, urgent, "reader2", priority="HIGH", deadline_h=0.5)
+    make_workitem(own_cloud, later, "reader2", priority="LOW", deadline_h=8)
+    cache = InstanceCache()
+    sess = session_for(own_cloud, "reader2")
+    pf = Prefetcher(WorklistClient(sess, cache=cache), StudyFetcher(sess, cache), count=2, interval_s=3600)
+    assert [i.study_uid for i in pf.next_items()] == [urgent, routine]
+    pf.start()
+    deadline = time.monotonic() + 60
+    while len(pf.status.fetched) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pf.stop()
+    assert pf.status.fetched == [urgent, routine]
+    assert len(cache.instances(urgent)) == 4 and len(cache.instances(routine)) == 4
+    assert cache.instances(later) == []
+    assert {urgent, routine} <= cache.pinned()  # assigned, not yet reported: never evicted
+    cache.evict(0)
+    assert len(cache.instances(urgent)) == 4
