@@ -48,6 +48,7 @@ from viewer.measurements import (
     locate,
     roi_stats,
 )
+from viewer.presets import header_presets
 
 MANUFACTURER = "ReadRoom"
 PIXEL_UNIT = hd.sr.CodedConcept("{pixel}", "UCUM", "pixel")
@@ -135,6 +136,45 @@ def _tracking(m: Annotation) -> hd.sr.TrackingIdentifier:
 
 def _length_unit(m: Annotation):
     return PIXEL_UNIT if m.calibration == "uncalibrated" else codes.UCUM.Millimeter
+
+
+def _is_color(ds: Dataset) -> bool:
+    return int(ds.get("SamplesPerPixel", 1) or 1) == 3 or str(ds.get("PhotometricInterpretation", "")) == \
+        "PALETTE COLOR"
+
+
+def _icc_profile(referenced: list[Dataset]) -> bytes:
+    for ds in referenced:
+        if "ICCProfile" in ds:
+            return bytes(ds.ICCProfile)
+    from importlib import resources
+
+    return resources.files("highdicom").joinpath("_icc_profiles", "sRGB_v4_ICC_preference.icc").read_bytes()
+
+
+def _modality_lut_for(referenced: list[Dataset], per_image: dict):
+    """The Modality LUT the presentation state declares, where highdicom cannot take it from the images:
+    classic multi-frame (cine) images have no functional groups; enhanced ones carry rescale per frame."""
+    im = referenced[0]
+    multi = int(im.get("NumberOfFrames", 1) or 1) > 1
+    if multi and "SharedFunctionalGroupsSequence" not in im:
+        return hd.ModalityLUTTransformation(rescale_intercept=float(im.get("RescaleIntercept", 0) or 0),
+                                            rescale_slope=float(im.get("RescaleSlope", 1) or 1),
+                                            rescale_type=str(im.get("RescaleType", "US") or "US"))
+    return _per_frame_rescale(referenced, per_image)
+
+
+def _voi_for(referenced: list[Dataset]):
+    """Windows for classic multi-frame images (highdicom reads them only from functional groups): the header's
+    first window, else one spanning the stored bit range."""
+    im = referenced[0]
+    if int(im.get("NumberOfFrames", 1) or 1) <= 1 or "SharedFunctionalGroupsSequence" in im:
+        return None
+    presets = header_presets(im)
+    if presets:
+        return [hd.pr.SoftcopyVOILUTTransformation(window_center=presets[0].center, window_width=presets[0].width)]
+    bits = int(im.get("BitsStored", 8) or 8)
+    return [hd.pr.SoftcopyVOILUTTransformation(window_center=float(1 << (bits - 1)), window_width=float(1 << bits))]
 
 
 def _per_frame_rescale(referenced: list[Dataset], per_image: dict):
@@ -310,13 +350,19 @@ def presentation_state(items: Sequence[Annotation], source_datasets: Sequence[Da
             referenced_images=[sources[sop]], graphic_layer=by_layer[layer],
             referenced_frame_number=frame, graphic_objects=graphics or None, text_objects=texts or None))
     referenced = [sources[s] for s in dict.fromkeys(k[0] for k in per_image)]
-    gsps = hd.pr.GrayscaleSoftcopyPresentationState(
-        referenced_images=referenced, series_instance_uid=series_instance_uid or generate_uid(),
-        series_number=series_number, sop_instance_uid=generate_uid(), instance_number=instance_number,
-        manufacturer=MANUFACTURER, manufacturer_model_name="ReadRoom", software_versions="0.1",
-        device_serial_number="0", content_label=content_label, content_description="ReadRoom annotations",
-        graphic_annotations=annotations, graphic_layers=layers, content_creator_name=creator_name,
-        modality_lut_transformation=_per_frame_rescale(referenced, per_image))
+    common = {
+        "referenced_images": referenced, "series_instance_uid": series_instance_uid or generate_uid(),
+        "series_number": series_number, "sop_instance_uid": generate_uid(), "instance_number": instance_number,
+        "manufacturer": MANUFACTURER, "manufacturer_model_name": "ReadRoom", "software_versions": "0.1",
+        "device_serial_number": "0", "content_label": content_label, "content_description": "ReadRoom annotations",
+        "graphic_annotations": annotations, "graphic_layers": layers, "content_creator_name": creator_name}
+    if any(_is_color(ds) for ds in referenced):
+        # colour images (US, photos) take a Color Softcopy Presentation State, with the image's ICC profile or sRGB
+        gsps = hd.pr.ColorSoftcopyPresentationState(**common, icc_profile=_icc_profile(referenced))
+    else:
+        gsps = hd.pr.GrayscaleSoftcopyPresentationState(
+            **common, modality_lut_transformation=_modality_lut_for(referenced, per_image),
+            voi_lut_transformations=_voi_for(referenced))
     first = referenced[0]
     if "Laterality" not in gsps:
         gsps.Laterality = first.get("Laterality", "")      # General Series, type 2C
@@ -594,6 +640,7 @@ def _key_images_from_kos(kos: Dataset) -> list[KeyImage]:
 
 SR_CLASSES = {"1.2.840.10008.5.1.4.1.1.88.34", "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.22"}
 GSPS_CLASS = "1.2.840.10008.5.1.4.1.1.11.1"
+CSPS_CLASS = "1.2.840.10008.5.1.4.1.1.11.2"
 KOS_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 
 
@@ -614,7 +661,7 @@ def restore(datasets: Sequence[Dataset], volume=None) -> Restored:
                 for_uid = (volume.metadata or {}).get("frame_of_reference_uid") if volume is not None else None
                 measurements += _measurements_from_sr(
                     ds if sops is None else _sr_only_groups_for(ds, sops, for_uid), volume, skipped)
-            elif cls == GSPS_CLASS:
+            elif cls in (GSPS_CLASS, CSPS_CLASS):
                 annotations += _annotations_from_gsps(_filter_gsps(ds, sops), volume)
             elif cls == KOS_CLASS:
                 keys += [k for k in _key_images_from_kos(ds) if sops is None or k.sop_instance_uid in sops]

@@ -209,3 +209,28 @@ def test_measurements_on_a_reformatted_plane_are_saved_in_patient_coordinates(ct
         _assert_same(m, by_uid[m.uid])
     other = load_series(make_slice_series(axial_positions(3)))
     assert restore([saved.sr], other).measurements == []      # another frame of reference: not ours
+
+
+@pytest.mark.parametrize("rel", ["13_us_cine_multiframe/examples_ybr_color.dcm",        # colour -> Color PS
+                                 "15_xa_cine_jpeg_baseline/HasFragmentSequence.dcm"])    # classic multi-frame
+def test_cine_frames_round_trip(real_data, tmp_path, rel):
+    path = real_data / rel
+    vol = load_series(path)
+    meta = pydicom.dcmread(path, stop_before_pixels=True)
+    p = vol.index_to_patient
+    items = [M.Length.from_volume(vol, [p(3, 50, 50), p(3, 100, 150)]),
+             M.Arrow.from_volume(vol, [p(5, 60, 60), p(5, 80, 90)], text="jet")]
+    saved = save_all(items, [M.KeyImage.from_volume(vol, 3)], [meta])
+    expected_ps = "1.2.840.10008.5.1.4.1.1.11.2" if vol.metadata["is_color"] else "1.2.840.10008.5.1.4.1.1.11.1"
+    assert saved.gsps.SOPClassUID == expected_ps
+    for n, ds in enumerate(saved.datasets):
+        out = tmp_path / f"{n}.dcm"
+        ds.save_as(out, enforce_file_format=True)
+        assert dciodvfy_errors(out) == [], ds.SOPClassUID.name
+    back = restore(saved.datasets, vol)
+    assert back.skipped == []
+    by_uid = {m.uid: m for m in back.all}
+    for m in items:
+        _assert_same(m, by_uid[m.uid])
+    assert [m.frame_number for m in items] == [4, 6]
+    assert back.key_images[0].frame_number == 4
