@@ -300,3 +300,8 @@ def template_dictation_data(template) -> tuple[dict[str, str], dict[str, dict[st
             if w.isalpha() and len(w) > 5:
                 words.add(w.lower())
     return normals, macros, sorted(words)
+
+
+def template_field_targets(template) -> dict[str, str]:
+    """{field label: field id} of a report template (duck-typed), for "go to <label>" commands."""
+    return {f.label: f.id for f in getattr(template, "fields", ()) or () if getattr(f, "label", "")}

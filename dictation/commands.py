@@ -64,6 +64,7 @@ class Vocabulary:
     inline: frozenset[str]
     go_to: Mapping[str, tuple[str, ...]]
     macro_prefixes: tuple[str, ...] = ()
+    go_to_prefixes: tuple[str, ...] = ()
     numbers: str | None = None
     units: Mapping[str, str] = field(default_factory=dict)
     number_contexts: tuple[str, ...] = ()
@@ -94,6 +95,7 @@ class Vocabulary:
         go_to = {str(k): tuple(" ".join(_words(p)) for p in v) for k, v in data.get("go_to", {}).items()}
         return cls(language=language, commands=commands, inline=frozenset(inline), go_to=go_to,
                    macro_prefixes=tuple(" ".join(_words(p)) for p in data.get("macro_prefixes", [])),
+                   go_to_prefixes=tuple(" ".join(_words(p)) for p in data.get("go_to_prefixes", [])),
                    numbers=data.get("numbers"), units=dict(data.get("units", {})),
                    number_contexts=tuple(data.get("number_contexts", [])),
                    spellings=dict(data.get("spellings", {})), title=str(data.get("title", language)))
@@ -134,9 +136,11 @@ class CommandParser:
     """Splits a recognised utterance (a list of words) into text and command segments.
 
     ``macros`` are template macro titles (e.g. "normal chest"): saying the title, or a macro prefix and the
-    title ("insert normal chest"), as a whole utterance gives ``Command("macro", title)``."""
+    title ("insert normal chest"), as a whole utterance gives ``Command("macro", title)``. ``fields`` maps a
+    field's label to its id: a go-to prefix and the label ("go to lungs") gives ``Command("go_to", field id)``."""
 
-    def __init__(self, vocabulary: Vocabulary, macros: Iterable[str] = ()) -> None:
+    def __init__(self, vocabulary: Vocabulary, macros: Iterable[str] = (),
+                 fields: Mapping[str, str] | None = None) -> None:
         self.vocabulary = vocabulary
         self._whole: dict[tuple[str, ...], Command] = {}
         self._inline: dict[tuple[str, ...], Command] = {}
@@ -147,6 +151,11 @@ class CommandParser:
         for section, phrases in vocabulary.go_to.items():
             for p in phrases:
                 self._whole[_words(p)] = Command(GO_TO, section)
+        for label, field_id in (fields or {}).items():
+            for prefix in vocabulary.go_to_prefixes:
+                key = _words(prefix) + spoken_form(label)
+                if key != _words(prefix):
+                    self._whole.setdefault(key, Command(GO_TO, field_id))
         self.macros = tuple(m for m in macros if m.strip())
         for title in self.macros:
             key = spoken_form(title)

@@ -14,7 +14,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from dictation import commands as C
 from dictation.audio import AudioError, AudioSource, level_dbfs
@@ -51,18 +51,19 @@ class DictationEngine:
     """Streams audio through a Vosk recogniser on a worker thread and emits dictation events.
 
     ``model`` is a loaded ``vosk.Model`` (see :func:`dictation.models.load_model`). ``macros`` are template
-    macro titles, ``terms`` template words (used by the normaliser; in command mode, only phrases whose words
+    macro titles, ``fields`` {label: field id} for "go to <label>", ``terms`` template words (used by the normaliser; in command mode, only phrases whose words
     the model knows are put in the grammar). ``supports_grammar`` says whether the model takes phrase lists
     (small "lookahead" models do); without it command mode falls back to free recognition + the parser."""
 
     def __init__(self, model, vocabulary: Vocabulary, *, macros: Iterable[str] = (), terms: Iterable[str] = (),
-                 mode: str = DICTATION, on_event: Callable[[object], None] | None = None,
-                 supports_grammar: bool = True, levels: bool = True, sample_rate: int = 16000) -> None:
+                 fields: Mapping[str, str] | None = None, mode: str = DICTATION,
+                 on_event: Callable[[object], None] | None = None, supports_grammar: bool = True,
+                 levels: bool = True, sample_rate: int = 16000) -> None:
         if mode not in (DICTATION, COMMAND):
             raise ValueError(f"unknown dictation mode {mode!r}")
         self.model = model
         self.vocabulary = vocabulary
-        self.parser = CommandParser(vocabulary, macros=macros)
+        self.parser = CommandParser(vocabulary, macros=macros, fields=fields)
         self.terms = tuple(terms)
         self.normalizer = Normalizer(vocabulary, terms=self.terms)
         self.supports_grammar = supports_grammar

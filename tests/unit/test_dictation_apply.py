@@ -195,3 +195,17 @@ def test_template_dictation_data_from_a_real_template():
     assert "consolidation" in terms
     parser = CommandParser(load_vocabulary("en"), macros=list(macros))
     assert parser.parse_text("normal chest")[0][1] == Command("macro", "Normal chest")
+
+
+def test_field_targets_from_a_real_template_drive_go_to():
+    from dictation.apply import template_field_targets
+    from reporting.templates import DEFAULT_DIR, load_template
+
+    tpl = load_template(DEFAULT_DIR / "xr-chest.json")
+    targets = template_field_targets(tpl)
+    assert targets["Lungs"] == "lungs"
+    parser = CommandParser(load_vocabulary("en"), fields=targets)
+    t = PlainTextTarget({f.id: "" for f in tpl.fields})
+    a = DictationApplier(t)
+    a.apply(CommandEvent(1, parser.parse_text("go to lungs")[0][1]))
+    assert t.current_field() == "lungs"

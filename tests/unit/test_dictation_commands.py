@@ -143,3 +143,15 @@ def test_grammar_phrases_cover_commands_and_macros(en):
         assert p in phrases
     assert phrases[-1] == "[unk]"
     assert len(phrases) == len(set(phrases))
+
+
+@pytest.mark.parametrize("utterance,expected", [
+    ("go to lungs", Command("go_to", "lungs")),
+    ("go to lines and tubes", Command("go_to", "lines_tubes")),
+    ("go to findings", Command("go_to", "findings")),  # a section phrase still wins
+])
+def test_go_to_a_field_by_its_label(utterance, expected):
+    parser = CommandParser(load_vocabulary("en"), fields={"Lungs": "lungs", "Lines and tubes": "lines_tubes",
+                                                          "Findings": "findings_free"})
+    assert parser.parse_text(utterance) == [(utterance, expected)]
+    assert parser.parse_text("lungs") == [("lungs", None)]
