@@ -250,6 +250,9 @@ class WorklistPanel(QWidget):
         self._tick = QTimer(self)
         self._tick.timeout.connect(self.model.tick)
         self._tick.start(15_000)
+        self._poll = QTimer(self)                 # new assignments arrive without the reader asking
+        self._poll.timeout.connect(self._auto_refresh)
+        self._poll.start(60_000)
         self.busy = False
 
     # -- helpers
@@ -266,6 +269,10 @@ class WorklistPanel(QWidget):
         QTimer.singleShot(12_000, self.notice.hide)
 
     # -- actions
+    def _auto_refresh(self) -> None:
+        if self.refresh_button.isEnabled() and not self.busy:
+            self.refresh()
+
     def refresh(self) -> None:
         self.refresh_button.setEnabled(False)
         run_task(self.services.list_worklist, on_done=self._loaded, on_error=self._failed)

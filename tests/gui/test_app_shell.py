@@ -155,3 +155,44 @@ def test_task_error_is_worded_without_exception_text(qtbot):
     run_task(boom, on_error=lambda m, e: errors.append(m))
     qtbot.waitUntil(lambda: bool(errors), timeout=5000)
     assert "SYNTHETIC" not in errors[0] and "KeyError" in errors[0]
+
+
+def test_signed_report_waits_in_outbox_while_archive_is_down(window, qtbot):
+    """Signing works offline: the report is durable in the outbox and the status bar says it is waiting."""
+    from cloud_client.worklist import WorklistItem
+
+    item = WorklistItem(workitem_uid="2.25.11", study_uid="2.25.12", state="IN PROGRESS", priority="MEDIUM",
+                        modality="DX", body_part="CHEST", study_description="XR CHEST")
+    window.editor.set_report(window.ws.open_report(item))
+    ed = window.editor
+    ed.apply_macro()
+    ed.report.set_field("indication", "Cough")
+    ed.report.set_field("impression", "Normal chest.")
+    ed._ask_pin = lambda _p: "123456"
+    ed._confirm = lambda _t, _x: True
+    with qtbot.waitSignal(ed.report_signed, timeout=30000):
+        ed.sign()
+    window.refresh_outbox()
+    assert window.status.outbox.text() == "1 report waiting to send"
+
+
+def test_push_to_talk_key_starts_dictation_and_is_not_typed(window, qtbot):
+    from PySide6.QtCore import Qt
+    from cloud_client.worklist import WorklistItem
+
+    item = WorklistItem(workitem_uid="2.25.21", study_uid="2.25.22", state="IN PROGRESS", priority="MEDIUM",
+                        modality="DX", body_part="CHEST", study_description="XR CHEST")
+    window.editor.set_report(window.ws.open_report(item))
+    window.show_page(1)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    field = window.editor.editors["lungs"].widget
+    field.setFocus()
+    qtbot.waitUntil(field.hasFocus, timeout=3000)
+    window.dictation.show_notice("")            # the start-up notice is cleared; the key press must bring it
+    assert window.dictation.notice.isHidden()
+    qtbot.keyPress(field, Qt.Key_F4)
+    qtbot.keyRelease(field, Qt.Key_F4)
+    # no speech model in the test home: the press tried to start and says what to install
+    assert "install-model" in window.dictation.notice.text() and not window.dictation.notice.isHidden()
+    assert field.toPlainText() == "" and not window.dictation.button.isChecked()

@@ -170,3 +170,56 @@ def test_claim_opens_study_first_image_before_fetch_finishes(workstation, readin
     assert cmp.prior.k != k_low
     cmp.current.set_window_level(400.0, 40.0)
     assert (cmp.prior.window, cmp.prior.level) == (400.0, 40.0)
+
+
+def test_sign_in_dialog_wrong_then_right_password(qtbot, reading_cloud):
+    from app.cli_gui import application
+    from app.login_dialog import LoginDialog
+    from cloud_client.profiles import ServerProfile
+
+    application()
+    dlg = LoginDialog(ServerProfile(name="t", base_url=reading_cloud.base_url, user="reader1"))
+    qtbot.addWidget(dlg)
+    dlg.password.setText("not-the-password")
+    dlg.try_sign_in()
+    qtbot.waitUntil(lambda: not dlg.message.isHidden(), timeout=20000)
+    assert "did not accept your sign-in" in dlg.message.text()
+    assert dlg.session is None
+    dlg.password.setText("reader1")
+    with qtbot.waitSignal(dlg.signed_in, timeout=20000):
+        dlg.try_sign_in()
+    assert dlg.session.user == "reader1" and dlg.result() == dlg.DialogCode.Accepted
+    dlg.session.close()
+
+
+def test_read_sign_and_the_study_leaves_the_worklist(workstation, reading_cloud, qtbot):
+    """Claim, open, report, sign with the PIN: the outbox stores the SR and completes the workitem."""
+    win = workstation
+    uid = reading_cloud.study_uids["routine"]
+    win.worklist.select_row(_row_of(win, uid))
+    loaded = []
+    win.reading.study_loaded.connect(loaded.append)
+    win.worklist.claim_and_open()
+    qtbot.waitUntil(lambda: bool(loaded), timeout=60000)
+    ed = win.editor
+    assert ed.report.study.study_uid == uid and ed.report.study.workitem_uid
+    if ed.report.template.macros:
+        ed.apply_macro()
+    for f in ed.report.template.fields:
+        if f.required and not ed.report.get(f.id):
+            ed.report.set_field(f.id, "Shortness of breath.")
+    ed.report.set_field(ed.report.template.impression_section.fields[0].id, "No acute abnormality.")
+    ed._ask_pin = lambda _p: "pin-123456"
+    ed._confirm = lambda _t, _x: True
+    with qtbot.waitSignal(ed.report_signed, timeout=60000):
+        assert ed.sign()
+    qtbot.waitUntil(lambda: win.ws.outbox_pending() == 0, timeout=60000)
+    win.refresh_outbox()
+    assert win.status.outbox.text() == "All reports sent"
+    win.worklist.refresh()
+    qtbot.waitUntil(lambda: all(i.study_uid != uid for i in win.worklist.model.items), timeout=20000)
+    import requests
+
+    r = requests.get(f"{reading_cloud.base_url}/studies/{uid}/series", params={"Modality": "SR"},
+                     auth=reading_cloud.auth("reader1"), timeout=20)
+    assert r.status_code == 200 and r.json(), "the signed SR is not on the archive"
