@@ -178,6 +178,7 @@ def test_signed_report_waits_in_outbox_while_archive_is_down(window, qtbot):
 
 def test_push_to_talk_key_starts_dictation_and_is_not_typed(window, qtbot):
     from PySide6.QtCore import Qt
+
     from cloud_client.worklist import WorklistItem
 
     item = WorklistItem(workitem_uid="2.25.21", study_uid="2.25.22", state="IN PROGRESS", priority="MEDIUM",
