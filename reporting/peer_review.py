@@ -77,13 +77,11 @@ class ReviewedReport:
 
     @classmethod
     def from_sr(cls, ds: Dataset) -> ReviewedReport:
-        from .sr import narrative_from_sr
+        from .sr import narrative_from_sr, reader_login
 
-        reader = ""
-        if ds.get("VerifyingObserverSequence"):
-            obs = ds.VerifyingObserverSequence[0]
-            ids = obs.get("VerifyingObserverIdentificationCodeSequence") or []
-            reader = str(ids[0].CodeValue) if ids else str(obs.VerifyingObserverName)
+        reader = reader_login(ds) or ""
+        if not reader and ds.get("VerifyingObserverSequence"):
+            reader = str(ds.VerifyingObserverSequence[0].VerifyingObserverName)
         sections = narrative_from_sr(ds)
         impression = "\n".join(t for code, ts in sections if code in ("19005-8", "121072", "121073") for t in ts)
         text = "\n\n".join("\n".join(ts) for _c, ts in sections)

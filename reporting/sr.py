@@ -98,7 +98,8 @@ def _text(name, value: str, rel: str = "CONTAINS"):
     return hd.sr.TextContentItem(name=name, value=value, relationship_type=rel)
 
 
-def build_report_content(report: Report, reader_name: str) -> hd.sr.ContainerContentItem:
+def build_report_content(report: Report, reader_name: str, reader_id: str | None = None
+                         ) -> hd.sr.ContainerContentItem:
     t = report.template
     root = hd.sr.ContainerContentItem(name=_cc(t.report_title), template_id="2000")
     items = []
@@ -108,7 +109,8 @@ def build_report_content(report: Report, reader_name: str) -> hd.sr.ContainerCon
     items.extend(language)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Person,
-        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=reader_name))
+        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=reader_name,
+                                                                                  login_name=reader_id or None))
     items.extend(hd.sr.ObservationContext(observer_person_context=observer))
     if t.procedure is not None:
         items.append(hd.sr.CodeContentItem(name=codes.DCM.ProcedureReported, value=_cc(t.procedure),
@@ -159,7 +161,7 @@ def build_report_sr(report: Report, *, reader_name: str, organization: str, veri
                     instance_number: int = 1, predecessor_datasets: list[Dataset] | None = None,
                     reader_id: str | None = None) -> Dataset:
     """The signed report as an Enhanced SR (TID 2000), COMPLETE and VERIFIED by ``reader_name`` (DICOM PN)."""
-    content = build_report_content(report, reader_name)
+    content = build_report_content(report, reader_name, reader_id)
     evidence, real = _evidence(report)
     sr = hd.sr.EnhancedSR(
         evidence=evidence, content=content,
@@ -173,12 +175,6 @@ def build_report_sr(report: Report, *, reader_name: str, organization: str, veri
     )
     if not real:
         del sr.CurrentRequestedProcedureEvidenceSequence
-    if reader_id:  # the reader's login id, so QA can list reports per reader
-        code = Dataset()
-        code.CodeValue = reader_id[:16]
-        code.CodingSchemeDesignator = "99READROOM"
-        code.CodeMeaning = reader_name.replace("^", " ")[:64]
-        sr.VerifyingObserverSequence[0].VerifyingObserverIdentificationCodeSequence = [code]
     if report.study.issuer_of_patient_id:
         sr.IssuerOfPatientID = report.study.issuer_of_patient_id
     if verified_at:
@@ -198,6 +194,17 @@ def predecessor_dataset(study_uid: str, series_uid: str, sop_class_uid: str, sop
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = sop_instance_uid
     return ds
+
+
+LOGIN_NAME = "128774"  # DCM "Person Observer's Login Name" (TID 1003)
+
+
+def reader_login(ds: Dataset) -> str | None:
+    """The signing reader's login id from the SR's observation context (TID 1003), if recorded."""
+    for item in ds.get("ContentSequence", []):
+        if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == LOGIN_NAME:
+            return str(item.TextValue)
+    return None
 
 
 def _code_of(item: Dataset) -> str:

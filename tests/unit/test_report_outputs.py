@@ -62,10 +62,19 @@ needs_dcmtk = pytest.mark.skipif(not (shutil.which("dciodvfy") and shutil.which(
 
 
 @needs_dcmtk
-@pytest.mark.parametrize("instances", [True, False])
-def test_sr_passes_dciodvfy_and_dsrdump(tmp_path, instances):
-    r = rich_report(instances)
-    ds = build_report_sr(r, reader_name=READER.name, organization="ReadRoom Teleradiology", verified_at=SIGNED_AT)
+@pytest.mark.parametrize("kind", ["with images", "no image references", "addendum"])
+def test_sr_passes_dciodvfy_and_dsrdump(tmp_path, kind):
+    r = rich_report(kind != "no image references")
+    pre = None
+    if kind == "addendum":
+        r.transition(ReportState.FINAL, READER)
+        p = PriorDocument(r.study.study_uid, "1.2.826.0.1.3680043.8.498.400", "1.2.840.10008.5.1.4.1.1.88.22",
+                          "1.2.826.0.1.3680043.8.498.401")
+        r = r.start_addendum(READER, p)
+        r.set_field("addendum", "Diameter re-measured: 12 mm.")
+        pre = [predecessor_dataset(p.study_uid, p.series_uid, p.sop_class_uid, p.sop_instance_uid)]
+    ds = build_report_sr(r, reader_name=READER.name, organization="ReadRoom Teleradiology", verified_at=SIGNED_AT,
+                         reader_id="reader1", predecessor_datasets=pre)
     path = tmp_path / "sr.dcm"
     ds.save_as(path, enforce_file_format=True)
     v = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
@@ -76,7 +85,7 @@ def test_sr_passes_dciodvfy_and_dsrdump(tmp_path, instances):
     d = subprocess.run(["dsrdump", "-Ee", str(path)], capture_output=True, text=True, check=False)
     assert d.returncode == 0 and "error" not in (d.stdout + d.stderr).lower(), d.stdout + d.stderr
     assert "Completion Flag     : COMPLETE" in d.stdout and "Verification Flag   : VERIFIED" in d.stdout
-    assert "One^Reader" in d.stdout
+    assert "One^Reader" in d.stdout and '"Person Observer\'s Login Name")="reader1"' in d.stdout
     assert '"Impression"' in d.stdout and '"Procedure Findings"' in d.stdout
 
 
