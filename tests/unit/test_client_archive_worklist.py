@@ -1,0 +1,172 @@
+"""ArchiveSink error classes (what the outbox retries) and the worklist's wire mapping (contract shapes)."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from cloud_client.archive import ArchiveSink, ArchiveUnavailable, AuthError, RequestRejected
+from cloud_client.audit import AuditTrail
+from cloud_client.profiles import ServerProfile
+from cloud_client.session import DicomWebSession
+from cloud_client.worklist import WorklistClient, WorklistItem, parse_workitem
+from tests.unit.test_client_cache import make_instance
+
+
+class StowServer:
+    def __init__(self):
+        self.status = 200
+        self.bodies: list[bytes] = []
+        srv = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                srv.bodies.append(body)
+                data = b"{}"
+                if srv.status == 202:
+                    data = json.dumps({"00081198": {"vr": "SQ", "Value": [{}]}}).encode()
+                self.send_response(srv.status)
+                self.send_header("Content-Type", "application/dicom+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/dicom-web"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def stow_server():
+    s = StowServer()
+    yield s
+    s.close()
+
+
+def _sink(url, tmp_path):
+    sess = DicomWebSession(ServerProfile("t", url, "reader1", timeout_s=2, connect_timeout_s=1), "pw")
+    return ArchiveSink(sess, audit=AuditTrail(tmp_path / "audit.jsonl"))
+
+
+def test_store_sends_part10_multipart_and_audits(stow_server, tmp_path):
+    sink = _sink(stow_server.url, tmp_path)
+    study = generate_uid()
+    dss = [make_instance(study, generate_uid(), 1), make_instance(study, generate_uid(), 2)]
+    sink.store(dss)
+    body = stow_server.bodies[-1]
+    assert body.count(b"Content-Type: application/dicom\r\n") == 2 and body.count(b"DICM") == 2
+    ev = AuditTrail(tmp_path / "audit.jsonl").events()[-1]
+    assert (ev.action, ev.outcome, ev.study_uids, ev.sop_count) == ("store", "success", [study], 2)
+
+
+@pytest.mark.parametrize("status,exc", [(500, ArchiveUnavailable), (503, ArchiveUnavailable),
+                                        (401, AuthError), (400, RequestRejected), (202, RequestRejected)])
+def test_store_errors_are_classified_for_the_outbox(stow_server, tmp_path, status, exc):
+    stow_server.status = status
+    with pytest.raises(exc):
+        _sink(stow_server.url, tmp_path).store([make_instance(generate_uid(), generate_uid(), 1)])
+    assert AuditTrail(tmp_path / "audit.jsonl").events()[-1].outcome == "failure"
+
+
+def test_connection_refused_is_archive_unavailable(tmp_path):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens there now
+    with pytest.raises(ArchiveUnavailable):
+        _sink(f"http://127.0.0.1:{port}/dicom-web", tmp_path).store([make_instance(generate_uid(), "1.2", 1)])
+
+
+def _workitem_json(**over) -> dict:
+    ds = {
+        "00080018": {"vr": "UI", "Value": ["2.25.1"]},
+        "00741000": {"vr": "CS", "Value": ["SCHEDULED"]},
+        "00741200": {"vr": "CS", "Value": ["HIGH"]},
+        "00404011": {"vr": "DT", "Value": ["20261204153000+0000"]},
+        "00404005": {"vr": "DT", "Value": ["20261204150000"]},
+        "00741204": {"vr": "LO", "Value": ["CT HEAD WO CONTRAST"]},
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "SYNTHETIC^HEADCT"}]},
+        "00100020": {"vr": "LO", "Value": ["RRDEMO-0001"]},
+        "00100021": {"vr": "LO", "Value": ["READROOM-DEMO"]},
+        "00100040": {"vr": "CS", "Value": ["M"]},
+        "00101010": {"vr": "AS", "Value": ["078Y"]},
+        "0020000D": {"vr": "UI", "Value": ["1.2.3"]},
+        "00404021": {"vr": "SQ", "Value": [{"0020000D": {"vr": "UI", "Value": ["1.2.3"]},
+                                            "00081190": {"vr": "UR", "Value": ["http://x/studies/1.2.3"]}}]},
+        "00404034": {"vr": "SQ", "Value": [{"00404009": {"vr": "SQ", "Value": [{
+            "00080100": {"vr": "SH", "Value": ["reader2"]}, "00080102": {"vr": "SH", "Value": ["READROOM"]},
+            "00080104": {"vr": "LO", "Value": ["Reader Two"]}}]}}]},
+        "00404027": {"vr": "SQ", "Value": [{"00080100": {"vr": "SH", "Value": ["north"]},
+                                            "00080102": {"vr": "SH", "Value": ["READROOM"]},
+                                            "00080104": {"vr": "LO", "Value": ["Northside Urgent Care"]}}]},
+        "00741210": {"vr": "SQ", "Value": [
+            {"0040A040": {"vr": "CS", "Value": ["TEXT"]}, "0040A160": {"vr": "UT", "Value": ["CT"]},
+             "0040A043": {"vr": "SQ", "Value": [{"00080100": {"vr": "SH", "Value": ["121139"]},
+                                                 "00080102": {"vr": "SH", "Value": ["DCM"]},
+                                                 "00080104": {"vr": "LO", "Value": ["Modality"]}}]}},
+            {"0040A040": {"vr": "CS", "Value": ["TEXT"]}, "0040A160": {"vr": "UT", "Value": ["HEAD"]},
+             "0040A043": {"vr": "SQ", "Value": [{"00080100": {"vr": "SH", "Value": ["123014"]},
+                                                 "00080102": {"vr": "SH", "Value": ["DCM"]},
+                                                 "00080104": {"vr": "LO", "Value": ["Target Region"]}}]}}]},
+    }
+    ds.update(over)
+    return ds
+
+
+def test_parse_workitem_maps_the_contract_fields():
+    item = parse_workitem(_workitem_json())
+    assert (item.workitem_uid, item.study_uid, item.state, item.priority) == ("2.25.1", "1.2.3", "SCHEDULED", "HIGH")
+    assert item.is_stat and not item.in_pool and item.assigned_to == "reader2"
+    assert (item.patient_name, item.patient_id, item.issuer_of_patient_id) == \
+        ("SYNTHETIC^HEADCT", "RRDEMO-0001", "READROOM-DEMO")
+    assert (item.patient_sex, item.patient_age, item.modality, item.body_part) == ("M", "078Y", "CT", "HEAD")
+    assert (item.site_id, item.clinic, item.study_description) == \
+        ("north", "Northside Urgent Care", "CT HEAD WO CONTRAST")
+    assert item.deadline == datetime(2026, 12, 4, 15, 30, tzinfo=UTC)
+    assert item.retrieve_url == "http://x/studies/1.2.3"
+    pool = parse_workitem(_workitem_json(**{"00404034": {"vr": "SQ", "Value": []}}))
+    assert pool.in_pool and pool.assigned_to is None
+
+
+def test_sort_stat_first_then_deadline():
+    def it(uid, prio, hour):
+        return WorklistItem(uid, "1", "SCHEDULED", prio, deadline=datetime(2026, 1, 1, hour, tzinfo=UTC))
+
+    items = [it("a", "MEDIUM", 9), it("b", "LOW", 8), it("c", "HIGH", 12), it("d", "MEDIUM", 7),
+             it("e", "HIGH", 11), WorklistItem("f", "1", "SCHEDULED", "MEDIUM")]
+    assert [i.workitem_uid for i in sorted(items, key=WorklistItem.sort_key)] == ["e", "c", "d", "a", "f", "b"]
+
+
+def test_final_state_payload_has_what_the_standard_requires(tmp_path):
+    sess = DicomWebSession(ServerProfile("t", "http://127.0.0.1:9/dicom-web", "reader1"), "pw")
+    wl = WorklistClient(sess, audit=AuditTrail(tmp_path / "a.jsonl"), station_name="ws-7")
+    refs = [("1.2.840.10008.5.1.4.1.1.88.22", "1.2.9.1", "1.2.9", "1.2.3"),
+            ("1.2.840.10008.5.1.4.1.1.88.59", "1.2.9.2", "1.2.9", "1.2.3")]
+    ds = wl.final_state_dataset(refs, started="2026-12-04T15:00:00+00:00")
+    js = ds.to_json_dict()
+    assert "00404010" in js  # Modification DateTime
+    perf = js["00741216"]["Value"][0]
+    for tag in ("00404028", "00404050", "00404051", "00404019", "00404033", "00404035"):
+        assert perf.get(tag, {}).get("Value"), tag
+    assert perf["00404050"]["Value"][0].startswith("20261204150000")
+    outs = perf["00404033"]["Value"]
+    assert len(outs) == 1 and outs[0]["0020000D"]["Value"] == ["1.2.3"]
+    sops = [r["00081155"]["Value"][0] for r in outs[0]["00081199"]["Value"]]
+    assert sops == ["1.2.9.1", "1.2.9.2"]
+    assert perf["00404035"]["Value"][0]["00404009"]["Value"][0]["00080100"]["Value"] == ["reader1"]
+    pydicom.Dataset.from_json(js)  # valid DICOM JSON
