@@ -45,6 +45,7 @@ from pydicom.uid import (
     JPEG2000Lossless,
     RLELossless,
 )
+from pydicom.valuerep import DSfloat
 
 __all__ = [
     "ABDOMEN_AORTA_DIAMETER_MM",
@@ -267,6 +268,14 @@ def _base_dataset(
     if spec.history:
         request.ReasonForTheRequestedProcedure = spec.history[:64]  # LO
     ds.RequestAttributesSequence = DicomSequence([request])
+    return ds
+
+
+def _ds(value: float) -> DSfloat:
+    """A Decimal String for ``value``: exact when it fits in 16 characters, else the closest that does."""
+    ds = DSfloat(value, auto_format=True)
+    if abs(float(str(ds)) - value) > 1e-6 * max(1.0, abs(value)):
+        raise ValueError(f"{value!r} cannot be written as a DICOM decimal string closely enough")
     return ds
 
 
@@ -576,13 +585,14 @@ def _ct_series(
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.AcquisitionNumber = 1
         ds.KVP = kvp
-        ds.SliceThickness = slice_thickness
+        ds.SliceThickness = _ds(slice_thickness)
         ds.ConvolutionKernel = convolution_kernel
-        ds.ReconstructionDiameter = round(pixel_spacing * max(rows, cols), 3)
-        ds.ImagePositionPatient = [round(x0, 4), round(y0, 4), round(float(z), 4)]
+        ds.ReconstructionDiameter = _ds(pixel_spacing * max(rows, cols))
+        # exact values (the phantom was evaluated at exactly these pixel centres)
+        ds.ImagePositionPatient = [_ds(x0), _ds(y0), _ds(float(z))]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.SliceLocation = round(float(z), 4)
-        ds.PixelSpacing = [pixel_spacing, pixel_spacing]
+        ds.SliceLocation = _ds(float(z))
+        ds.PixelSpacing = [_ds(pixel_spacing), _ds(pixel_spacing)]
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.Rows = rows
@@ -638,7 +648,7 @@ def write_ct_series(
         raise ValueError("a CT series needs at least one slice of at least 16x16 pixels")
     if priority not in ("STAT", "ROUTINE"):
         raise ValueError(f"priority must be STAT or ROUTINE, not {priority!r}")
-    dz = slice_spacing if slice_spacing is not None else min(190.0 / n_slices, 5.0)
+    dz = slice_spacing if slice_spacing is not None else round(min(190.0 / n_slices, 5.0), 4)
     ps = pixel_spacing if pixel_spacing is not None else 240.0 / max(rows, cols)
     center = (0.0, 0.0, 0.0)
     z_positions = [-(n_slices - 1) / 2 * dz + i * dz for i in range(n_slices)]

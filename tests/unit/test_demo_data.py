@@ -125,6 +125,13 @@ def test_write_ct_series_for_benches(tmp_path):
     assert ds.pixel_array.shape == (128, 96)
     zs = sorted(float(pydicom.dcmread(f).ImagePositionPatient[2]) for f in files)
     assert np.allclose(np.diff(zs), float(ds.SliceThickness))
+    # the benches' 300 slices: spacing 190/300 mm is written as a valid (<= 16 character) decimal string
+    many = write_ct_series(tmp_path / "many", n_slices=300, rows=16, cols=16)
+    dss = [pydicom.dcmread(f) for f in many]
+    zs = sorted(float(d.ImagePositionPatient[2]) for d in dss)
+    assert np.allclose(np.diff(zs), float(dss[0].SliceThickness), atol=1e-6)
+    for d in dss[:20]:
+        assert all(len(str(v)) <= 16 for v in (*d.ImagePositionPatient, d.SliceThickness, *d.PixelSpacing))
 
 
 def test_ct_series_geometry_is_consistent(demo):
