@@ -348,6 +348,13 @@ class WorklistClient:
         try:
             self._put_state(workitem_uid, tuid, IN_PROGRESS)
         except RequestRejected as exc:
+            if exc.status in (400, 409) and existing and self._holds(workitem_uid, tuid):
+                # An earlier attempt with this TUID went through but its answer was lost: the item is ours.
+                self.store.put(base, user, workitem_uid, tuid, pending=False)
+                item = self.get(workitem_uid)
+                self._audit("claim", SUCCESS, workitem_uid=workitem_uid, study_uids=_uids(item.study_uid),
+                            detail="confirmed after a lost answer")
+                return item
             if exc.status in (400, 409):
                 self.store.remove(base, user, workitem_uid)
                 try:
@@ -495,6 +502,16 @@ class WorklistClient:
             return self.get(workitem_uid).study_uid
         except CloudError:
             return None
+
+    def _holds(self, workitem_uid: str, tuid: str) -> bool:
+        """Does ``tuid`` own the workitem? Probed with a harmless Update only the holder may make."""
+        ds = Dataset()
+        ds.ScheduledProcedureStepModificationDateTime = _now_dt()
+        try:
+            self._update(workitem_uid, tuid, ds)
+        except RequestRejected:
+            return False
+        return True
 
     def _put_state(self, workitem_uid: str, tuid: str, state: str) -> None:
         body = {"00081195": {"vr": "UI", "Value": [tuid]}, "00741000": {"vr": "CS", "Value": [state]}}

@@ -378,3 +378,25 @@ def test_prefetch_takes_the_most_urgent_assigned_studies(own_cloud, readroom_hom
     assert {urgent, routine} <= cache.pinned()  # assigned, not yet reported: never evicted
     cache.evict(0)
     assert len(cache.instances(urgent)) == 4
+
+
+def test_claim_whose_answer_was_lost_is_recovered(own_cloud, readroom_home):
+    """The workstation sent the claim, the server took it, the answer never arrived (pending TUID persisted)."""
+    from cloud_client.worklist import TransactionStore, new_uid
+
+    uid = make_workitem(own_cloud, generate_uid(), "reader1")
+    sess = session_for(own_cloud, "reader1")
+    store = TransactionStore()
+    tuid = new_uid()
+    store.put(sess.base_url, "reader1", uid, tuid, pending=True)
+    body = {"00081195": {"vr": "UI", "Value": [tuid]}, "00741000": {"vr": "CS", "Value": ["IN PROGRESS"]}}
+    sess.request("PUT", f"workitems/{uid}/state", json=body, headers={"Content-Type": "application/dicom+json"})
+    wl = WorklistClient(sess)
+    item = wl.claim(uid)  # the retry reuses the TUID, sees 409, proves ownership
+    assert item.state == "IN PROGRESS" and item.held_here
+    # while someone else's pending TUID for the same item is refused as "already claimed"
+    other = WorklistClient(session_for(own_cloud, "reader1"), store=TransactionStore(readroom_home / "other.json"))
+    other.store.put(sess.base_url, "reader1", uid, new_uid(), pending=True)
+    with pytest.raises(AlreadyClaimed):
+        other.claim(uid)
+    wl.release(uid)
