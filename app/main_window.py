@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self.lock_screen = LockScreen(self, workstation.session.verifier.check if workstation.session.verifier
                                       else (lambda _p: True), workstation.user)
+        self.lock_screen.unlocked.connect(self._unlocked)
         self.idle = IdleWatcher(self.settings.idle_lock_minutes, self)
         self.idle.idle.connect(self.lock)
 
@@ -218,8 +219,13 @@ class MainWindow(QMainWindow):
             self.ws.prefetcher.poke()
 
     def _show_prefetch(self) -> None:
-        done, total = self.ws.prefetch_state()
-        self.status.set_prefetch(done, total)
+        p = getattr(self.ws, "prefetcher", None)
+        if p is None:
+            self.status.set_prefetch(0, 0)
+            return
+        wanted = [i.study_uid for i in self.worklist.model.items if i.study_uid][: p.count]
+        fetched = set(p.status.fetched)
+        self.status.set_prefetch(sum(1 for uid in wanted if uid in fetched), len(wanted))
 
     # -- outbox ---------------------------------------------------------------------------------------------
     def refresh_outbox(self) -> None:
@@ -249,7 +255,15 @@ class MainWindow(QMainWindow):
         self.dictation.apply_settings(settings)
 
     def lock(self) -> None:
+        """Hide everything behind the lock screen; no shortcut works and the microphone closes until unlocked."""
+        self.dictation.stop()
+        for act in self.actions.values():
+            act.setEnabled(False)
         self.lock_screen.lock()
+
+    def _unlocked(self) -> None:
+        for act in self.actions.values():
+            act.setEnabled(True)
 
     def show_shortcuts(self) -> None:
         text = "\n".join(f"{s.keys:>14}   {s.text}" for s in shortcuts.SHORTCUTS)

@@ -239,13 +239,6 @@ class Workstation:
                                          include_pool=self.settings.show_shared_pool)
             self.prefetcher.start()
 
-    def prefetch_state(self) -> tuple[int, int]:
-        """(studies local, studies wanted) of the next N."""
-        p = self.prefetcher
-        if p is None:
-            return 0, 0
-        return len(p.status.fetched), max(p.count, len(p.status.fetched))
-
     def close(self) -> None:
         if self.prefetcher is not None:
             self.prefetcher.stop()

@@ -103,6 +103,7 @@ def test_idle_lock_hides_and_unlocks_with_password(window, qtbot):
     qtbot.waitUntil(lambda: window.lock_screen.locked, timeout=3000)
     cover = window.lock_screen
     assert cover.geometry() == window.rect()
+    assert not window.actions["refresh_worklist"].isEnabled()      # no shortcut reaches the hidden window
     cover.password.setText("wrong")
     cover.try_unlock()
     assert cover.locked and "not right" in cover.message.text()
@@ -110,6 +111,7 @@ def test_idle_lock_hides_and_unlocks_with_password(window, qtbot):
     cover.password.setText("secret-pw")
     cover.try_unlock()
     assert not cover.locked
+    assert window.actions["refresh_worklist"].isEnabled()
 
 
 def test_shortcuts_unique_and_bound(window):

@@ -223,3 +223,27 @@ def test_read_sign_and_the_study_leaves_the_worklist(workstation, reading_cloud,
     r = requests.get(f"{reading_cloud.base_url}/studies/{uid}/series", params={"Modality": "SR"},
                      auth=reading_cloud.auth("reader1"), timeout=20)
     assert r.status_code == 200 and r.json(), "the signed SR is not on the archive"
+
+
+def test_prefetch_fetches_the_most_urgent_study_and_shows_progress(qtbot, reading_cloud):
+    from app.cli_gui import application, open_workstation
+    from app.session import sign_in
+    from cloud_client.profiles import ServerProfile
+
+    application()
+    profile = ServerProfile(name="prefetch", base_url=reading_cloud.base_url, user="reader1", prefetch_count=1)
+    win = open_workstation(sign_in(profile, "reader1"))
+    qtbot.addWidget(win)
+    try:
+        qtbot.waitUntil(lambda: win.worklist.model.rowCount() > 0, timeout=30000)
+        first = win.worklist.model.items[0]
+        qtbot.waitUntil(lambda: win.status.prefetch_label.text() == "Prefetch: up to date", timeout=180000)
+        assert first.study_uid in win.ws.prefetcher.status.fetched
+        cached = win.ws.cache.cached_sop_uids(first.study_uid)
+        assert len(cached) >= 8                                 # the whole study is in the encrypted cache
+    finally:
+        win.close()
+        from app.workers import wait_for_all
+
+        wait_for_all(20000)
+        win.ws.close()
