@@ -19,7 +19,7 @@ from pathlib import Path
 from cloud_client import paths
 from cloud_client.vault import Vault, VaultError, default_vault
 
-from .model import EventKind, Report, ReportEvent
+from .model import EventKind, Report, ReportEvent, ReportState
 from .templates import TemplateLibrary
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,13 @@ class DraftStore:
         if data is None:
             return None
         try:
-            return Report.from_dict(data, library)
+            report = Report.from_dict(data, library)
         except KeyError as exc:
             log.warning("A report draft uses a template that is no longer installed (%s)", exc)
             return None
+        if report.state not in (ReportState.DRAFT, ReportState.PRELIMINARY):
+            return None  # a stale copy of something already signed
+        return report
 
     def has_draft(self, study_uid: str) -> bool:
         return self.path_for(study_uid).exists()
@@ -139,7 +142,7 @@ class Autosaver:
     def _on_event(self, event: ReportEvent) -> None:
         if event.kind == EventKind.FOCUS_CHANGED:
             return
-        if not self.report.editable and not self.report.is_addendum:
+        if self.report.state not in (ReportState.DRAFT, ReportState.PRELIMINARY):
             return  # signed: the outbox holds it now
         snapshot = self.report.to_dict()
         with self._lock:

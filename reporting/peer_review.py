@@ -154,6 +154,9 @@ def build_review_sr(review: PeerReview, original: ReviewedReport, reviewer_name:
     """The review as an Enhanced SR in the reviewed study, referencing the reviewed report SR."""
     if original.dataset is None:
         raise ReviewError("the reviewed SR dataset is needed to write the review")
+    from .sr import dicom_pn
+
+    reviewer_name = dicom_pn(reviewer_name)
     root = hd.sr.ContainerContentItem(name=TITLE)
     items = []
     items.extend(hd.sr.ObservationContext(observer_person_context=hd.sr.ObserverContext(

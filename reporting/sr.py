@@ -90,6 +90,12 @@ def _evidence(report: Report) -> tuple[list[Dataset], bool]:
     return out, real
 
 
+def dicom_pn(name: str) -> str:
+    """A person name in DICOM PN form; a single word becomes the family name ("reader1" -> "reader1^")."""
+    name = name.strip() or "Unknown"
+    return name if "^" in name else name + "^"
+
+
 def _frames(sop_class_uid: str, frame: int | None) -> int | None:
     return None if frame is None or sop_class_uid in _SINGLE_FRAME else frame
 
@@ -161,6 +167,7 @@ def build_report_sr(report: Report, *, reader_name: str, organization: str, veri
                     instance_number: int = 1, predecessor_datasets: list[Dataset] | None = None,
                     reader_id: str | None = None) -> Dataset:
     """The signed report as an Enhanced SR (TID 2000), COMPLETE and VERIFIED by ``reader_name`` (DICOM PN)."""
+    reader_name = dicom_pn(reader_name)
     content = build_report_content(report, reader_name, reader_id)
     evidence, real = _evidence(report)
     sr = hd.sr.EnhancedSR(

@@ -128,8 +128,7 @@ def _sign(report: Report, reader: Person, pin: str, *, organization: str, outbox
                              signed=record.to_dict())
     (outbox or Outbox()).enqueue(item)  # durable before any network call
     report.transition(ReportState.FINAL, reader, signed_at)
-    if not report.is_addendum:
-        (drafts or DraftStore()).delete(report.study.study_uid)
+    (drafts or DraftStore()).delete(report.study.study_uid)  # the outbox holds it now
     if outputs:
         write_outputs(record, organization)
     return SignResult(record, item, result.warnings)
@@ -154,13 +153,14 @@ def start_addendum(record: SignedRecord, author: Person, library: TemplateLibrar
 
 def sign_addendum(addendum: Report, reader: Person, pin: str, *, organization: str = "",
                   outbox: Outbox | None = None, accept_warnings: bool = False,
-                  original: Report | None = None, outputs: bool = True) -> SignResult:
+                  original: Report | None = None, outputs: bool = True, drafts: DraftStore | None = None
+                  ) -> SignResult:
     """Sign an addendum (made with :func:`start_addendum`); its SR lists the predecessor in the Predecessor
     Documents Sequence. ``original``, if given, moves to AMENDED."""
     if not addendum.is_addendum:
         raise ValueError("not an addendum")
     p = addendum.predecessor
-    result = _sign(addendum, reader, pin, organization=organization, outbox=outbox, drafts=None,
+    result = _sign(addendum, reader, pin, organization=organization, outbox=outbox, drafts=drafts,
                    present_measurement_ids=None, accept_warnings=accept_warnings,
                    predecessor_ds=[predecessor_dataset(p.study_uid, p.series_uid, p.sop_class_uid,
                                                        p.sop_instance_uid)], kind="addendum", outputs=outputs)

@@ -97,3 +97,26 @@ def test_draft_survives_kill_minus_9():
     assert reopened is not None
     assert reopened.get("impression") == "No acute intracranial abnormality. Typed before the crash."
     assert reopened.focus_field == "impression"
+
+
+def test_addendum_draft_autosaved_and_dropped_when_signed():
+    from reporting import signing
+    from reporting.model import ReportState
+    from reporting.outbox import Outbox
+    from reporting.workflow import sign_addendum, sign_report, start_addendum
+
+    signing.generate_key("reader1", "2468")
+    r = _report()
+    r.apply_macro("normal")
+    r.set_field("indication", "Fall")
+    first = sign_report(r, Person("reader1"), "2468", outbox=Outbox(), outputs=False)
+    a = start_addendum(first.record, Person("reader1"))
+    saver = Autosaver(a, DraftStore(), debounce_s=0.01).start()
+    a.set_field("addendum", "Late finding.")
+    saver.flush()
+    back = DraftStore().load(UID)
+    assert back.is_addendum and back.get("addendum") == "Late finding."
+    sign_addendum(a, Person("reader1"), "2468", outbox=Outbox(), outputs=False)
+    saver.stop()
+    assert a.state == ReportState.FINAL
+    assert DraftStore().load(UID) is None  # no stale signed copy comes back as a draft
