@@ -1,31 +1,41 @@
 """Synthetic demo studies for the reference cloud: an urgent-care night shift as real DICOM files.
 
 This module owns the demo data set that ``readroom-cloud demo-data --out DIR`` writes and ``--seed-demo``
-stores through STOW-RS, plus :func:`write_ct_series`, a plain CT series writer the benches use.
+stores through STOW-RS (:func:`write_demo_studies`), plus :func:`write_ct_series`, a plain CT series
+writer for benches and tests.
 
 Everything here is synthetic: analytic phantoms (no real patient data), names like ``SYNTHETIC^HEADCT``,
-issuer ``READROOM-DEMO``. The objects are nevertheless standard, valid DICOM (checked with ``dciodvfy`` in
-tests/unit/test_demo_data.py) with exact geometry, because the viewer's geometry and measurement tests use
-them:
+issuer ``READROOM-DEMO``, institutions marked "(demo)". The objects are nevertheless standard, valid DICOM
+(every file passes ``dciodvfy`` in tests/unit/test_demo_data.py) with exact geometry, because the
+viewer's geometry and measurement tests use them. The night (times are the night before ``night``):
 
-* CT head without contrast (STAT): 512x512, 160 axial slices of 1.0 mm, HU via rescale, a 3D head phantom
-  (scalp, three-layer skull, grey/white matter, lateral ventricles) with a hyperdense intraparenchymal bleed
-  that is an exact sphere (:data:`HEAD_BLEED_DIAMETER_MM`, centre :data:`HEAD_BLEED_CENTER_LPS`).
-* CT abdomen/pelvis with IV contrast: 512x512, 200 slices of 2.0 mm, RLE Lossless; liver, spleen,
-  kidneys, spine, aorta (an exact cylinder, :data:`ABDOMEN_AORTA_DIAMETER_MM`), colon, bladder and an
-  inflamed appendix with an appendicolith.
-* Chest X-ray PA (MONOCHROME1) and left lateral (MONOCHROME2), DX, 2500x2000 at 0.175 mm.
-* Right wrist PA with a distal radius fracture line, JPEG 2000 Lossless, with a 25 mm calibration ball
-  (:data:`WRIST_BALL_DIAMETER_MM`); and its prior, same patient, two years earlier, without the fracture.
-* Abdominal ultrasound cine: 32 frames, 480x640, frame time 33.3 ms, with a gallbladder stone.
+* 02:14 CT head without contrast, **STAT**: 512x512, 160 axial slices of 1.0 mm (0.45 mm pixels), HU via
+  rescale; a 3D Shepp-Logan-like head (scalp, three-layer skull, grey/white matter, ventricles, falx,
+  brainstem, skull base, orbits) with a hyperdense intraparenchymal bleed that is an exact sphere
+  (:data:`HEAD_BLEED_DIAMETER_MM`, centre :data:`HEAD_BLEED_CENTER_LPS`). Explicit VR Little Endian.
+* 01:38 CT abdomen/pelvis with IV contrast: 512x512, 200 slices of 2.0 mm, **RLE Lossless**; liver,
+  gallbladder, spleen, pancreas, kidneys, bowel, spine, pelvis, aorta (an exact cylinder,
+  :data:`ABDOMEN_AORTA_DIAMETER_MM`) and an inflamed appendix with an appendicolith.
+* 23:31 chest X-ray, DX For Presentation, 2500x2000 at 0.175 mm (ImagerPixelSpacing): PA in
+  **MONOCHROME1** with a right lower lobe opacity, left lateral in MONOCHROME2; window centre/width set.
+* 22:47 right wrist PA + lateral, **JPEG 2000 Lossless**: a distal radius fracture line
+  (:data:`WRIST_FRACTURE_LINE_PX`), dorsal tilt on the lateral, a 25 mm steel calibration ball
+  (:data:`WRIST_BALL_DIAMETER_MM`); and its prior, same patient, exactly two years earlier, normal.
+* 00:52 abdominal ultrasound: a 32-frame cine (US Multi-frame, frame time 33.3 ms, region calibration)
+  of the gallbladder with a shadowing stone (:data:`US_STONE_DIAMETER_MM`) and breathing motion.
+
+Each study has an accession number, referring physician, clinical history, patient age/sex/birth date
+and RequestedProcedurePriority (0040,1003) at top level (STAT or ROUTINE), as the team contract says.
 
 The geometry is built from the DICOM header outwards: phantoms are defined in patient millimetres (LPS)
-and evaluated at each pixel centre computed from Image Position/Orientation (Patient) and Pixel Spacing,
-so the header and the pixels cannot disagree. UIDs are deterministic (derived from fixed names), so
-re-writing the demo yields the same studies, which lets the cloud recognise a re-sent study.
+or detector millimetres, and evaluated at each pixel centre computed from the same Image Position /
+Orientation (Patient) and spacing that go into the header, so header and pixels cannot disagree. UIDs
+are deterministic (UUID-5 of fixed names, in the 2.25 root), so writing the demo again gives the same
+studies and the cloud recognises a re-sent study.
 
 The cloud is a separate deployable: this module imports nothing from the client packages.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -92,7 +102,10 @@ WRIST_BALL_CENTER = (1350.0, 1220.0)  # (row, col) pixel centre of the calibrati
 _WRIST_FRACTURE_UV = ((-37.0, 8.0), (3.0, 18.0))
 #: ... and in (row, col) pixels of the current wrist image; the line is 1.2 mm wide.
 WRIST_FRACTURE_LINE_PX = tuple(
-    ((v + (WRIST_ROWS - 1) / 2 * WRIST_SPACING) / WRIST_SPACING, (u + (WRIST_COLS - 1) / 2 * WRIST_SPACING) / WRIST_SPACING)
+    (
+        (v + (WRIST_ROWS - 1) / 2 * WRIST_SPACING) / WRIST_SPACING,
+        (u + (WRIST_COLS - 1) / 2 * WRIST_SPACING) / WRIST_SPACING,
+    )
     for u, v in _WRIST_FRACTURE_UV
 )
 #: The gallstone in the ultrasound cine is a disc of this diameter (mm) in the US region's physical units.
@@ -148,7 +161,9 @@ class DemoStudy:
 
     def __post_init__(self) -> None:  # also accept the JSON form (str paths, dicts) of dataclasses.asdict
         self.files = [Path(f) for f in self.files]
-        self.known_objects = [k if isinstance(k, KnownObject) else KnownObject(**k) for k in self.known_objects]
+        self.known_objects = [
+            k if isinstance(k, KnownObject) else KnownObject(**k) for k in self.known_objects
+        ]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -286,8 +301,12 @@ def _write(ds: Dataset, path: Path, pixels: np.ndarray, transfer_syntax: str) ->
         ds.PixelData = np.ascontiguousarray(pixels).tobytes()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     else:
-        ds.compress(transfer_syntax, np.ascontiguousarray(pixels), encoding_plugin="pylibjpeg",
-                    generate_instance_uid=False)
+        ds.compress(
+            transfer_syntax,
+            np.ascontiguousarray(pixels),
+            encoding_plugin="pylibjpeg",
+            generate_instance_uid=False,
+        )
     ds.save_as(path, enforce_file_format=True)
     return path
 
@@ -342,8 +361,16 @@ class _SliceGrid:
         return (self.y0 + self.spacing * np.arange(self.rows)).astype(np.float32)
 
 
-def _paint_ellipse(img: np.ndarray, grid: _SliceGrid, cx: float, cy: float, a: float, b: float,
-                   angle_deg: float, value: float) -> None:
+def _paint_ellipse(
+    img: np.ndarray,
+    grid: _SliceGrid,
+    cx: float,
+    cy: float,
+    a: float,
+    b: float,
+    angle_deg: float,
+    value: float,
+) -> None:
     """Paint a filled, anti-aliased ellipse (patient mm) into img in place."""
     ps = grid.spacing
     reach = max(a, b) + 2 * ps
@@ -375,8 +402,9 @@ def _paint_ellipse(img: np.ndarray, grid: _SliceGrid, cx: float, cy: float, a: f
     region += (np.float32(value) - region) * w
 
 
-def _render_axial(shapes: Sequence[_Shape], grid: _SliceGrid, z: float, background: float,
-                  cache: dict | None = None) -> np.ndarray:
+def _render_axial(
+    shapes: Sequence[_Shape], grid: _SliceGrid, z: float, background: float, cache: dict | None = None
+) -> np.ndarray:
     """Paint the shapes' cross-sections at height z.
 
     The leading run of cylinders (body wall, spine...) looks the same on every slice where the same ones
@@ -390,7 +418,9 @@ def _render_axial(shapes: Sequence[_Shape], grid: _SliceGrid, z: float, backgrou
         img = np.full((grid.rows, grid.cols), background, dtype=np.float32)
         for sh, present in zip(shapes[:n_lead], key, strict=True):
             if present:
-                _paint_ellipse(img, grid, sh.center[0], sh.center[1], sh.axes[0], sh.axes[1], sh.angle, sh.value)
+                _paint_ellipse(
+                    img, grid, sh.center[0], sh.center[1], sh.axes[0], sh.axes[1], sh.angle, sh.value
+                )
         if cache is not None:
             cache[key] = img.copy()
     for sh in shapes[n_lead:]:
@@ -451,8 +481,9 @@ def _abdomen_shapes(top_z: float) -> list[_Shape]:
     def at(x: float, y: float, dz: float) -> tuple[float, float, float]:
         return (x, y, top_z + dz)
 
-    def cyl(x: float, y: float, z_from: float, z_to: float, a: float, b: float, value: float,
-            angle: float = 0.0) -> _Shape:
+    def cyl(
+        x: float, y: float, z_from: float, z_to: float, a: float, b: float, value: float, angle: float = 0.0
+    ) -> _Shape:
         zc = (z_from + z_to) / 2
         return _Shape(at(x, y, zc), (a, b, abs(z_to - z_from) / 2), value, angle=angle, kind="cylinder")
 
@@ -527,7 +558,7 @@ def _abdomen_shapes(top_z: float) -> list[_Shape]:
 
 def _noise_bank(rows: int, cols: int, sigma: float, seed: int, n: int = 6) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, rows, cols), dtype=np.float32) * np.float32(sigma))
+    return rng.standard_normal((n, rows, cols), dtype=np.float32) * np.float32(sigma)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -574,9 +605,16 @@ def _ct_series(
         sop = _uid(spec.key, series_key, "instance", i)
         acquired = t0 + dt.timedelta(milliseconds=250 * i)
         ds = _base_dataset(
-            spec, sop_class=CT_IMAGE_STORAGE, sop_uid=sop, series_uid=series_uid,
-            series_number=series_number, series_description=series_description, instance_number=i + 1,
-            modality="CT", manufacturer_model="Synthetic CT 64", acquired=acquired,
+            spec,
+            sop_class=CT_IMAGE_STORAGE,
+            sop_uid=sop,
+            series_uid=series_uid,
+            series_number=series_number,
+            series_description=series_description,
+            instance_number=i + 1,
+            modality="CT",
+            manufacturer_model="Synthetic CT 64",
+            acquired=acquired,
         )
         ds.BodyPartExamined = spec.body_part
         ds.PatientPosition = "HFS"
@@ -634,7 +672,7 @@ def write_ct_series(
     patient_name: str = "SYNTHETIC^BENCHCT",
     patient_id: str = "RRDEMO-BENCH",
 ) -> list[Path]:
-    """Write one synthetic head CT series of ``n_slices`` axial ``rows`` x ``cols`` slices (for benches/tests).
+    """Write one synthetic head CT series: ``n_slices`` axial ``rows`` x ``cols`` slices (benches, tests).
 
     The head phantom always fits the scan: by default the slices span 190 mm (``slice_spacing`` =
     190 / n_slices, at most 5 mm) and the field of view is 240 mm. The files go under ``out`` in one
@@ -666,9 +704,18 @@ def write_ct_series(
     )
     shapes = [sh for sh in _head_shapes(center, bleed=False)]
     _, files, _ = _ct_series(
-        out / "bench_ct", spec, series_key="axial", series_number=1,
-        series_description=f"AXIAL {dz:g}mm (SYNTHETIC)", rows=rows, cols=cols, pixel_spacing=ps,
-        fov_center=(0.0, 0.0), z_positions=z_positions, slice_thickness=dz, shapes=shapes,
+        out / "bench_ct",
+        spec,
+        series_key="axial",
+        series_number=1,
+        series_description=f"AXIAL {dz:g}mm (SYNTHETIC)",
+        rows=rows,
+        cols=cols,
+        pixel_spacing=ps,
+        fov_center=(0.0, 0.0),
+        z_positions=z_positions,
+        slice_thickness=dz,
+        shapes=shapes,
         transfer_syntax=transfer_syntax,
     )
     return files
@@ -706,8 +753,9 @@ class _Film:
         v = (self.v0 + self.ps * np.arange(r0, r1, dtype=np.float32))[:, None]
         return (slice(r0, r1), slice(c0, c1)), u, v
 
-    def ellipsoid(self, weight: float, cu: float, cv: float, a: float, b: float, depth: float,
-                  angle: float = 0.0) -> None:
+    def ellipsoid(
+        self, weight: float, cu: float, cv: float, a: float, b: float, depth: float, angle: float = 0.0
+    ) -> None:
         """Add an ellipsoid (semi-axes a across, b down, ``depth`` along the beam), rotated in-plane."""
         reach = max(a, b)
         box = self._box(cu - reach, cu + reach, cv - reach, cv + reach)
@@ -721,12 +769,23 @@ class _Film:
         t = 1.0 - (du / np.float32(a)) ** 2 - (dv / np.float32(b)) ** 2
         self.att[sl] += np.float32(2 * depth * weight) * np.sqrt(np.maximum(t, 0.0))
 
-    def tube(self, weight: float, points: Sequence[tuple[float, float]], radius: float,
-             inner: float = 0.0, inner_weight: float = 0.0, keep: Callable | None = None) -> None:
+    def tube(
+        self,
+        weight: float,
+        points: Sequence[tuple[float, float]],
+        radius: float,
+        inner: float = 0.0,
+        inner_weight: float = 0.0,
+        keep: Callable | None = None,
+    ) -> None:
         """Add a cylinder of ``radius`` along a polyline (a bone shaft, a rib), optionally hollow."""
         pts = np.asarray(points, dtype=np.float32)
-        box = self._box(pts[:, 0].min() - radius, pts[:, 0].max() + radius,
-                        pts[:, 1].min() - radius, pts[:, 1].max() + radius)
+        box = self._box(
+            pts[:, 0].min() - radius,
+            pts[:, 0].max() + radius,
+            pts[:, 1].min() - radius,
+            pts[:, 1].max() + radius,
+        )
         if box is None:
             return
         sl, u, v = box
@@ -776,7 +835,9 @@ def _chest_pa(rows: int, cols: int, ps: float) -> np.ndarray:
             pts = [(s * (150 - 16 * k), v0 + 5.0 * k) for k in range(8)]
             f.tube(0.8, pts, 5.0, inner=3.5, inner_weight=0.4)
     for s in (-1.0, 1.0):
-        f.tube(1.8, [(s * 18, -178), (s * 80, -190), (s * 150, -178)], 7.5, inner=4, inner_weight=1.0)  # clavicle
+        f.tube(
+            1.8, [(s * 18, -178), (s * 80, -190), (s * 150, -178)], 7.5, inner=4, inner_weight=1.0
+        )  # clavicle
         f.ellipsoid(1.4, s * 175, -150, 30, 30, 25)  # humeral head
     return f.to_pixels(offset=250, gain=12.0, noise=10.0, seed=11)
 
@@ -830,7 +891,9 @@ def _wrist_pa(rows: int, cols: int, ps: float, pose: _WristPose, seed: int) -> n
         """Projected radius; (su, sv) displaces the distal end (the fracture fragment)."""
         cap, neck, shaft = (_Film(rows, cols, ps) for _ in range(3))
         cap.ellipsoid(2.0, ru + su, rv_end + 14 + sv, 15.5, 17, 9, angle=-12)
-        neck.tube(2.2, [(ru + su, rv_end + 14 + sv), (ru + 2, rv_end + 45)], 12.5, inner=9.5, inner_weight=0.9)
+        neck.tube(
+            2.2, [(ru + su, rv_end + 14 + sv), (ru + 2, rv_end + 45)], 12.5, inner=9.5, inner_weight=0.9
+        )
         shaft.tube(2.2, [(ru + 2, rv_end + 40), (ru + 3, 185 + ov)], 10, inner=6.5, inner_weight=0.9)
         return np.maximum(np.maximum(cap.att, neck.att), shaft.att)
 
@@ -855,13 +918,25 @@ def _wrist_pa(rows: int, cols: int, ps: float, pose: _WristPose, seed: int) -> n
     f.tube(2.0, [P(17, 4), P(14, 185)], 8, inner=5, inner_weight=0.8)
     f.ellipsoid(2.0, *P(21, -1), 3.5, 7, 4)
     # carpal bones (proximal and distal rows)
-    for cu, cv, a, b, ang in [(-17, -18, 8, 12, 35), (-2, -17, 8, 8, 0), (11, -15, 7, 7, 0), (17, -11, 5, 5, 0),
-                              (-25, -38, 8, 8, 10), (-12, -39, 6, 8, 0), (0, -38, 8, 12, 0), (13, -36, 8, 11, 0)]:
+    for cu, cv, a, b, ang in [
+        (-17, -18, 8, 12, 35),
+        (-2, -17, 8, 8, 0),
+        (11, -15, 7, 7, 0),
+        (17, -11, 5, 5, 0),
+        (-25, -38, 8, 8, 10),
+        (-12, -39, 6, 8, 0),
+        (0, -38, 8, 12, 0),
+        (13, -36, 8, 11, 0),
+    ]:
         f.ellipsoid(1.9, *P(cu, cv), a, b, 8, angle=ang)
     # metacarpal bases and shafts
-    for (bu, bv), (tu, tv), r in [((-32, -50), (-52, -112), 6.0), ((-15, -53), (-22, -180), 5.5),
-                                  ((0, -55), (0, -180), 5.5), ((12, -53), (18, -180), 5.0),
-                                  ((23, -48), (36, -170), 5.0)]:
+    for (bu, bv), (tu, tv), r in [
+        ((-32, -50), (-52, -112), 6.0),
+        ((-15, -53), (-22, -180), 5.5),
+        ((0, -55), (0, -180), 5.5),
+        ((12, -53), (18, -180), 5.0),
+        ((23, -48), (36, -170), 5.0),
+    ]:
         f.tube(2.0, [P(bu, bv), P(tu, tv)], r, inner=r - 2.0, inner_weight=0.7)
     img = f.to_pixels(offset=180, gain=26.0, noise=9.0, seed=seed)
     if pose.ball is not None:
@@ -908,11 +983,19 @@ def _wrist_lateral(rows: int, cols: int, ps: float, pose: _WristPose, seed: int)
         radius = np.where(np.abs(v - 19.0) < 0.7, radius * 0.2, radius)  # the fracture line
     f.att += radius
     # carpus: lunate over the radius, capitate above it, scaphoid and pisiform
-    for cu, cv, a, b, ang in [(1, -17, 9, 8, 0), (1, -36, 8, 12, 0), (-5, -22, 6, 12, 40), (-11, -14, 5, 5, 0),
-                              (-9, -40, 7, 7, 0)]:
+    for cu, cv, a, b, ang in [
+        (1, -17, 9, 8, 0),
+        (1, -36, 8, 12, 0),
+        (-5, -22, 6, 12, 40),
+        (-11, -14, 5, 5, 0),
+        (-9, -40, 7, 7, 0),
+    ]:
         f.ellipsoid(1.9, *P(cu, cv), a, b, 14 if a > 7 else 8, angle=ang)
-    for (bu, bv), (tu, tv), r in [((0, -50), (-3, -180), 6.5), ((2, -50), (2, -180), 6.0),
-                                  ((-12, -46), (-30, -110), 5.5)]:
+    for (bu, bv), (tu, tv), r in [
+        ((0, -50), (-3, -180), 6.5),
+        ((2, -50), (2, -180), 6.0),
+        ((-12, -46), (-30, -110), 5.5),
+    ]:
         f.tube(2.0, [P(bu, bv), P(tu, tv)], r, inner=r - 2.0, inner_weight=0.7)
     return f.to_pixels(offset=180, gain=22.0, noise=9.0, seed=seed)
 
@@ -937,13 +1020,20 @@ def _dx_image(
     acquired: dt.datetime,
     window: tuple[float, float],
 ) -> tuple[str, str, Path]:
-    """Write one DX For Presentation image. ``pixels`` are MONOCHROME2-sense values (inverted if MONOCHROME1)."""
+    """Write one DX For Presentation image; ``pixels`` are MONOCHROME2-sense (inverted for MONOCHROME1)."""
     series_uid = _uid(spec.key, series_key, "series")
     sop = _uid(spec.key, series_key, "instance", 0)
     ds = _base_dataset(
-        spec, sop_class=DX_PRESENTATION_STORAGE, sop_uid=sop, series_uid=series_uid,
-        series_number=series_number, series_description=series_description, instance_number=1,
-        modality="DX", manufacturer_model="Synthetic DR", acquired=acquired,
+        spec,
+        sop_class=DX_PRESENTATION_STORAGE,
+        sop_uid=sop,
+        series_uid=series_uid,
+        series_number=series_number,
+        series_description=series_description,
+        instance_number=1,
+        modality="DX",
+        manufacturer_model="Synthetic DR",
+        acquired=acquired,
     )
     ds.BodyPartExamined = body_part
     ds.PresentationIntentType = "FOR PRESENTATION"
@@ -1070,7 +1160,7 @@ def _us_cine(seed: int) -> np.ndarray:
         beyond = r > math.hypot(sx, sy + m)
         e = np.where(ray & beyond & (stone > stone_r), e * 0.12, e)
         shift = round(m / d)
-        sp = speckle[margin - shift: margin - shift + rows]
+        sp = speckle[margin - shift : margin - shift + rows]
         img = e * sp * depth_gain * np.float32(190.0)
         w = np.clip(0.5 - (stone - stone_r) / d, 0.0, 1.0)  # anti-aliased edge of the stone
         img += (np.maximum(img, 215.0) - img) * w  # strongly reflective surface
@@ -1084,9 +1174,16 @@ def _us_study(out: Path, spec: _StudySpec) -> DemoStudy:
     sop = _uid(spec.key, "cine", "instance", 0)
     acquired = spec.when + dt.timedelta(minutes=6)
     ds = _base_dataset(
-        spec, sop_class=US_MULTIFRAME_STORAGE, sop_uid=sop, series_uid=series_uid, series_number=1,
-        series_description="RUQ CINE (SYNTHETIC)", instance_number=1, modality="US",
-        manufacturer_model="Synthetic US C5-1", acquired=acquired,
+        spec,
+        sop_class=US_MULTIFRAME_STORAGE,
+        sop_uid=sop,
+        series_uid=series_uid,
+        series_number=1,
+        series_description="RUQ CINE (SYNTHETIC)",
+        instance_number=1,
+        modality="US",
+        manufacturer_model="Synthetic US C5-1",
+        acquired=acquired,
     )
     frames = _us_cine(seed=21)
     ds.BodyPartExamined = "ABDOMEN"
@@ -1133,11 +1230,17 @@ def _us_study(out: Path, spec: _StudySpec) -> DemoStudy:
     region.TransducerFrequency = 3500
     ds.SequenceOfUltrasoundRegions = DicomSequence([region])
     f = _write(ds, out / "001_US" / "US000001.dcm", frames, ExplicitVRLittleEndian)
-    known = [KnownObject(
-        name="gallstone", kind="disc", diameter_mm=US_STONE_DIAMETER_MM, series_uid=series_uid,
-        sop_instance_uid=sop, center=US_STONE_CENTER_FRAME1,
-        note="echogenic disc with acoustic shadow; moves with breathing (frame 1 is the rest position)",
-    )]
+    known = [
+        KnownObject(
+            name="gallstone",
+            kind="disc",
+            diameter_mm=US_STONE_DIAMETER_MM,
+            series_uid=series_uid,
+            sop_instance_uid=sop,
+            center=US_STONE_CENTER_FRAME1,
+            note="echogenic disc with acoustic shadow; moves with breathing (frame 1 is the rest position)",
+        )
+    ]
     return _study_result(spec, [f], [series_uid], ExplicitVRLittleEndian, known)
 
 
@@ -1146,8 +1249,13 @@ def _us_study(out: Path, spec: _StudySpec) -> DemoStudy:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _study_result(spec: _StudySpec, files: list[Path], series_uids: list[str], transfer_syntax: str,
-                  known: list[KnownObject] | None = None) -> DemoStudy:
+def _study_result(
+    spec: _StudySpec,
+    files: list[Path],
+    series_uids: list[str],
+    transfer_syntax: str,
+    known: list[KnownObject] | None = None,
+) -> DemoStudy:
     return DemoStudy(
         study_uid=spec.study_uid,
         patient_id=spec.patient.patient_id,
@@ -1177,16 +1285,32 @@ def _ct_head(out: Path, spec: _StudySpec) -> DemoStudy:
     head_center = (1.5, -4.0, -60.0)
     zs = [HEAD_SLICE_Z0 + i * HEAD_SLICE_SPACING for i in range(HEAD_N_SLICES)]
     series_uid, files, sops = _ct_series(
-        out, spec, series_key="axial", series_number=2, series_description="HEAD AXIAL 1.0 (SYNTHETIC)",
-        rows=512, cols=512, pixel_spacing=0.45, fov_center=(0.0, 0.0), z_positions=zs,
-        slice_thickness=HEAD_SLICE_SPACING, shapes=_head_shapes(head_center), transfer_syntax=ExplicitVRLittleEndian,
+        out,
+        spec,
+        series_key="axial",
+        series_number=2,
+        series_description="HEAD AXIAL 1.0 (SYNTHETIC)",
+        rows=512,
+        cols=512,
+        pixel_spacing=0.45,
+        fov_center=(0.0, 0.0),
+        z_positions=zs,
+        slice_thickness=HEAD_SLICE_SPACING,
+        shapes=_head_shapes(head_center),
+        transfer_syntax=ExplicitVRLittleEndian,
         convolution_kernel="H30s",
     )
-    known = [KnownObject(
-        name="haemorrhage", kind="sphere", diameter_mm=HEAD_BLEED_DIAMETER_MM, series_uid=series_uid,
-        sop_instance_uid=sops[HEAD_BLEED_SLICE_INDEX], center=HEAD_BLEED_CENTER_LPS,
-        note="hyperdense (72 HU) sphere in the right frontal lobe, 4 mm oedema rim (20 HU)",
-    )]
+    known = [
+        KnownObject(
+            name="haemorrhage",
+            kind="sphere",
+            diameter_mm=HEAD_BLEED_DIAMETER_MM,
+            series_uid=series_uid,
+            sop_instance_uid=sops[HEAD_BLEED_SLICE_INDEX],
+            center=HEAD_BLEED_CENTER_LPS,
+            note="hyperdense (72 HU) sphere in the right frontal lobe, 4 mm oedema rim (20 HU)",
+        )
+    ]
     return _study_result(spec, files, [series_uid], ExplicitVRLittleEndian, known)
 
 
@@ -1195,17 +1319,34 @@ def _ct_abdomen(out: Path, spec: _StudySpec) -> DemoStudy:
     n = 200
     zs = [top - 2.0 * i for i in range(n)]  # head to feet, as scanned
     series_uid, files, sops = _ct_series(
-        out, spec, series_key="axial", series_number=3, series_description="ABD PEL PV 2.0 (SYNTHETIC)",
-        rows=512, cols=512, pixel_spacing=0.78125, fov_center=(0.0, 8.0), z_positions=zs,
-        slice_thickness=2.0, shapes=_abdomen_shapes(top), transfer_syntax=RLELossless,
-        contrast="Iohexol 350 (synthetic)", noise_sigma=8.0,
+        out,
+        spec,
+        series_key="axial",
+        series_number=3,
+        series_description="ABD PEL PV 2.0 (SYNTHETIC)",
+        rows=512,
+        cols=512,
+        pixel_spacing=0.78125,
+        fov_center=(0.0, 8.0),
+        z_positions=zs,
+        slice_thickness=2.0,
+        shapes=_abdomen_shapes(top),
+        transfer_syntax=RLELossless,
+        contrast="Iohexol 350 (synthetic)",
+        noise_sigma=8.0,
     )
     k = 40  # a slice through the upper abdomen, where the aorta is a plain cylinder
-    known = [KnownObject(
-        name="aorta", kind="cylinder", diameter_mm=ABDOMEN_AORTA_DIAMETER_MM, series_uid=series_uid,
-        sop_instance_uid=sops[k], center=(*ABDOMEN_AORTA_CENTER_XY, zs[k]),
-        note=f"vertical cylinder (185 HU) from z={top + 30:.1f} down to z={top - 250:.1f}",
-    )]
+    known = [
+        KnownObject(
+            name="aorta",
+            kind="cylinder",
+            diameter_mm=ABDOMEN_AORTA_DIAMETER_MM,
+            series_uid=series_uid,
+            sop_instance_uid=sops[k],
+            center=(*ABDOMEN_AORTA_CENTER_XY, zs[k]),
+            note=f"vertical cylinder (185 HU) from z={top + 30:.1f} down to z={top - 250:.1f}",
+        )
+    ]
     return _study_result(spec, files, [series_uid], RLELossless, known)
 
 
@@ -1224,60 +1365,108 @@ def _years_before(day: dt.date, years: int) -> dt.date:
 
 def _chest_study(out: Path, spec: _StudySpec) -> DemoStudy:
     rows, cols, ps = 2500, 2000, 0.175
-    common = {"imager_spacing": ps, "laterality": "U", "anatomy": ("816094009", "SCT", "Chest"),
-              "body_part": "CHEST", "transfer_syntax": ExplicitVRLittleEndian}
+    common = {
+        "imager_spacing": ps,
+        "laterality": "U",
+        "anatomy": ("816094009", "SCT", "Chest"),
+        "body_part": "CHEST",
+        "transfer_syntax": ExplicitVRLittleEndian,
+    }
     pa_uid, _, pa_file = _dx_image(
-        out / "001_DX" / "DX000001.dcm", spec=spec, series_key="pa", series_number=1,
-        series_description="CHEST PA (SYNTHETIC)", pixels=_chest_pa(rows, cols, ps), view_position="PA",
-        view_code=("399348003", "SCT", "postero-anterior"), patient_orientation=["L", "F"],
-        monochrome1=True, acquired=spec.when + dt.timedelta(minutes=1), window=(2150.0, 3400.0), **common,
+        out / "001_DX" / "DX000001.dcm",
+        spec=spec,
+        series_key="pa",
+        series_number=1,
+        series_description="CHEST PA (SYNTHETIC)",
+        pixels=_chest_pa(rows, cols, ps),
+        view_position="PA",
+        view_code=("399348003", "SCT", "postero-anterior"),
+        patient_orientation=["L", "F"],
+        monochrome1=True,
+        acquired=spec.when + dt.timedelta(minutes=1),
+        window=(2150.0, 3400.0),
+        **common,
     )
     lat_uid, _, lat_file = _dx_image(
-        out / "002_DX" / "DX000001.dcm", spec=spec, series_key="lateral", series_number=2,
-        series_description="CHEST LAT (SYNTHETIC)", pixels=_chest_lateral(rows, cols, ps), view_position="LL",
-        view_code=("399173006", "SCT", "left lateral"), patient_orientation=["P", "F"],
-        monochrome1=False, acquired=spec.when + dt.timedelta(minutes=2), window=(2150.0, 3400.0), **common,
+        out / "002_DX" / "DX000001.dcm",
+        spec=spec,
+        series_key="lateral",
+        series_number=2,
+        series_description="CHEST LAT (SYNTHETIC)",
+        pixels=_chest_lateral(rows, cols, ps),
+        view_position="LL",
+        view_code=("399173006", "SCT", "left lateral"),
+        patient_orientation=["P", "F"],
+        monochrome1=False,
+        acquired=spec.when + dt.timedelta(minutes=2),
+        window=(2150.0, 3400.0),
+        **common,
     )
     return _study_result(spec, [pa_file, lat_file], [pa_uid, lat_uid], ExplicitVRLittleEndian)
 
 
-
-
 def _wrist_study(out: Path, spec: _StudySpec, current: bool) -> DemoStudy:
-    pose = (_WristPose(fracture=True, ball=WRIST_BALL_CENTER) if current
-            else _WristPose(du=3.0, dv=-5.0, fracture=False, ball=None))
-    common = {"spec": spec, "imager_spacing": WRIST_SPACING, "laterality": "R", "body_part": "WRIST",
-              "anatomy": ("74670003", "SCT", "Wrist joint"), "monochrome1": False,
-              "transfer_syntax": JPEG2000Lossless, "window": (2000.0, 3600.0)}
+    pose = (
+        _WristPose(fracture=True, ball=WRIST_BALL_CENTER)
+        if current
+        else _WristPose(du=3.0, dv=-5.0, fracture=False, ball=None)
+    )
+    common = {
+        "spec": spec,
+        "imager_spacing": WRIST_SPACING,
+        "laterality": "R",
+        "body_part": "WRIST",
+        "anatomy": ("74670003", "SCT", "Wrist joint"),
+        "monochrome1": False,
+        "transfer_syntax": JPEG2000Lossless,
+        "window": (2000.0, 3600.0),
+    }
     pa_uid, pa_sop, pa_file = _dx_image(
-        out / "001_DX" / "DX000001.dcm", series_key="pa", series_number=1,
+        out / "001_DX" / "DX000001.dcm",
+        series_key="pa",
+        series_number=1,
         series_description="WRIST PA RIGHT (SYNTHETIC)",
         pixels=_wrist_pa(WRIST_ROWS, WRIST_COLS, WRIST_SPACING, pose, seed=31 if current else 32),
-        view_position="PA", view_code=("399348003", "SCT", "postero-anterior"), patient_orientation=["L", "F"],
-        acquired=spec.when + dt.timedelta(minutes=1), **common,
+        view_position="PA",
+        view_code=("399348003", "SCT", "postero-anterior"),
+        patient_orientation=["L", "F"],
+        acquired=spec.when + dt.timedelta(minutes=1),
+        **common,
     )
     lat_uid, _, lat_file = _dx_image(
-        out / "002_DX" / "DX000001.dcm", series_key="lateral", series_number=2,
+        out / "002_DX" / "DX000001.dcm",
+        series_key="lateral",
+        series_number=2,
         series_description="WRIST LAT RIGHT (SYNTHETIC)",
         pixels=_wrist_lateral(WRIST_ROWS, WRIST_COLS, WRIST_SPACING, pose, seed=33 if current else 34),
-        view_position="LL", view_code=("399173006", "SCT", "left lateral"), patient_orientation=["P", "F"],
-        acquired=spec.when + dt.timedelta(minutes=2), **common,
+        view_position="LL",
+        view_code=("399173006", "SCT", "left lateral"),
+        patient_orientation=["P", "F"],
+        acquired=spec.when + dt.timedelta(minutes=2),
+        **common,
     )
     known = []
     if current:
-        known.append(KnownObject(
-            name="calibration ball", kind="disc", diameter_mm=WRIST_BALL_DIAMETER_MM, series_uid=pa_uid,
-            sop_instance_uid=pa_sop, center=WRIST_BALL_CENTER,
-            note="steel sphere at the detector plane: measure with ImagerPixelSpacing",
-        ))
+        known.append(
+            KnownObject(
+                name="calibration ball",
+                kind="disc",
+                diameter_mm=WRIST_BALL_DIAMETER_MM,
+                series_uid=pa_uid,
+                sop_instance_uid=pa_sop,
+                center=WRIST_BALL_CENTER,
+                note="steel sphere at the detector plane: measure with ImagerPixelSpacing",
+            )
+        )
     return _study_result(spec, [pa_file, lat_file], [pa_uid, lat_uid], JPEG2000Lossless, known)
 
 
 DEMO_KEYS = ("ct-head", "ct-abdomen", "xr-chest", "xr-wrist", "xr-wrist-prior", "us-abdomen")
 
 
-def write_demo_studies(out: Path, night: dt.date | None = None,
-                       only: Collection[str] | None = None) -> list[DemoStudy]:
+def write_demo_studies(
+    out: Path, night: dt.date | None = None, only: Collection[str] | None = None
+) -> list[DemoStudy]:
     """Write the demo night shift under ``out`` (one folder per study) and describe what was written.
 
     ``night`` is the date on which the shift ends (early-morning studies carry this date, late-evening
@@ -1297,40 +1486,78 @@ def write_demo_studies(out: Path, night: dt.date | None = None,
         return dt.datetime(day.year, day.month, day.day, hh, mm, ss)
 
     head = _StudySpec(
-        key="ct-head", patient=_Patient("SYNTHETIC^HEADCT", "RRDEMO-0001", "M", _born(night, 78, 3, 9)),
-        when=at(night, 2, 14, 7), accession="SYN26001", description="CT HEAD WO CONTRAST",
-        priority="STAT", modality="CT", body_part="HEAD", study_id="1001",
+        key="ct-head",
+        patient=_Patient("SYNTHETIC^HEADCT", "RRDEMO-0001", "M", _born(night, 78, 3, 9)),
+        when=at(night, 2, 14, 7),
+        accession="SYN26001",
+        description="CT HEAD WO CONTRAST",
+        priority="STAT",
+        modality="CT",
+        body_part="HEAD",
+        study_id="1001",
         history="Fall at home, on warfarin, new confusion. GCS 14.",
     )
     abdomen = _StudySpec(
-        key="ct-abdomen", patient=_Patient("SYNTHETIC^ABDOMENCT", "RRDEMO-0002", "F", _born(night, 24, 11, 2)),
-        when=at(night, 1, 38, 41), accession="SYN26002", description="CT ABDOMEN PELVIS WITH CONTRAST",
-        priority="ROUTINE", modality="CT", body_part="ABDOMEN", study_id="1002",
+        key="ct-abdomen",
+        patient=_Patient("SYNTHETIC^ABDOMENCT", "RRDEMO-0002", "F", _born(night, 24, 11, 2)),
+        when=at(night, 1, 38, 41),
+        accession="SYN26002",
+        description="CT ABDOMEN PELVIS WITH CONTRAST",
+        priority="ROUTINE",
+        modality="CT",
+        body_part="ABDOMEN",
+        study_id="1002",
         history="RLQ pain for 18 hours, fever 38.4, WBC 14. Appendicitis?",
     )
     chest = _StudySpec(
-        key="xr-chest", patient=_Patient("SYNTHETIC^CHESTXRAY", "RRDEMO-0003", "M", _born(night, 45, 7, 21)),
-        when=at(evening, 23, 31, 12), accession="SYN26003", description="XR CHEST PA AND LATERAL",
-        priority="ROUTINE", modality="DX", body_part="CHEST", study_id="1003",
+        key="xr-chest",
+        patient=_Patient("SYNTHETIC^CHESTXRAY", "RRDEMO-0003", "M", _born(night, 45, 7, 21)),
+        when=at(evening, 23, 31, 12),
+        accession="SYN26003",
+        description="XR CHEST PA AND LATERAL",
+        priority="ROUTINE",
+        modality="DX",
+        body_part="CHEST",
+        study_id="1003",
         history="Cough and fever for 4 days, crackles right base.",
     )
     wrist_patient = _Patient("SYNTHETIC^WRISTXRAY", "RRDEMO-0004", "F", _born(night, 34, 4, 30))
     wrist = _StudySpec(
-        key="xr-wrist", patient=wrist_patient, when=at(evening, 22, 47, 55), accession="SYN26004",
-        description="XR WRIST RIGHT 2 VIEWS", priority="ROUTINE", modality="DX", body_part="WRIST",
-        study_id="1004", history="Fall on outstretched right hand, distal radius tenderness.",
+        key="xr-wrist",
+        patient=wrist_patient,
+        when=at(evening, 22, 47, 55),
+        accession="SYN26004",
+        description="XR WRIST RIGHT 2 VIEWS",
+        priority="ROUTINE",
+        modality="DX",
+        body_part="WRIST",
+        study_id="1004",
+        history="Fall on outstretched right hand, distal radius tenderness.",
     )
     wrist_prior = _StudySpec(
-        key="xr-wrist-prior", patient=wrist_patient, when=at(_years_before(evening, 2), 14, 5, 30),
-        accession="SYN24117", description="XR WRIST RIGHT 2 VIEWS", priority="ROUTINE", modality="DX",
-        body_part="WRIST", study_id="0877", institution="Synthetic Orthopaedic Clinic (demo)",
+        key="xr-wrist-prior",
+        patient=wrist_patient,
+        when=at(_years_before(evening, 2), 14, 5, 30),
+        accession="SYN24117",
+        description="XR WRIST RIGHT 2 VIEWS",
+        priority="ROUTINE",
+        modality="DX",
+        body_part="WRIST",
+        study_id="0877",
+        institution="Synthetic Orthopaedic Clinic (demo)",
         history="Wrist pain after a sprain two weeks ago.",
         referrer="SYNTHETIC^ORTHO^DOCTOR^^MD",
     )
     ultrasound = _StudySpec(
-        key="us-abdomen", patient=_Patient("SYNTHETIC^ABDOMENUS", "RRDEMO-0005", "F", _born(night, 52, 1, 17)),
-        when=at(night, 0, 52, 3), accession="SYN26005", description="US ABDOMEN RUQ",
-        priority="ROUTINE", modality="US", body_part="ABDOMEN", study_id="1005",
+        key="us-abdomen",
+        patient=_Patient("SYNTHETIC^ABDOMENUS", "RRDEMO-0005", "F", _born(night, 52, 1, 17)),
+        when=at(night, 0, 52, 3),
+        accession="SYN26005",
+        description="US ABDOMEN RUQ",
+        priority="ROUTINE",
+        modality="US",
+        body_part="ABDOMEN",
+        study_id="1005",
         history="RUQ pain after fatty meals, Murphy sign positive.",
     )
     writers: list[tuple[str, Callable[[], DemoStudy]]] = [

@@ -2,6 +2,7 @@
 
 Generation runs once per module (it writes a few hundred files); each test then reads what it needs.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -94,11 +95,11 @@ def test_ct_head_phantom_values_and_size(demo):
     ds = next(d for d in dss if abs(float(d.ImagePositionPatient[2]) - bleed_center[2]) < 1e-3)
     hu = _hu(ds)
     r, c = _pixel_of(ds, bleed_center)
-    bleed = hu[r - 4:r + 5, c - 4:c + 5].mean()
+    bleed = hu[r - 4 : r + 5, c - 4 : c + 5].mean()
     assert 60 < bleed < 85, bleed  # acute blood
     # brain on the mirror side (patient left = +x in LPS) is normal parenchyma, darker than the bleed
     r2, c2 = _pixel_of(ds, (-bleed_center[0] + 3.0, bleed_center[1], bleed_center[2]))
-    brain = hu[r2 - 4:r2 + 5, c2 - 4:c2 + 5].mean()
+    brain = hu[r2 - 4 : r2 + 5, c2 - 4 : c2 + 5].mean()
     assert 20 < brain < 45 and bleed - brain > 25
     # the skull is bone: walk from the image centre to the right edge along the row
     row = hu[r, :]
@@ -115,7 +116,7 @@ def test_ct_abdomen_is_rle_and_has_contrast_filled_aorta(demo):
     ds = next(d for d in dss if d.SOPInstanceUID == known.sop_instance_uid)
     hu = _hu(ds)
     r, c = _pixel_of(ds, known.center)
-    assert 160 < hu[r - 3:r + 4, c - 3:c + 4].mean() < 210
+    assert 160 < hu[r - 3 : r + 4, c - 3 : c + 4].mean() < 210
 
 
 def test_write_ct_series_for_benches(tmp_path):
@@ -172,7 +173,7 @@ def test_chest_pa_and_lateral(demo):
 
         def box(fr: float, fc: float, arr=arr, rows=rows, cols=cols) -> float:
             r, c = int(rows * fr), int(cols * fc)
-            return float(arr[r - 50:r + 50, c - 50:c + 50].mean())
+            return float(arr[r - 50 : r + 50, c - 50 : c + 50].mean())
 
         air = box(0.02, 0.03)
         if d.ViewPosition == "PA":
@@ -215,7 +216,7 @@ def _profile_dip(arr: np.ndarray, p0, p1, frac: float = 0.5, reach_px: float = 1
 
     def at(k: float) -> float:
         rr, cc = round(pr + k * n[0]), round(pc + k * n[1])
-        return float(arr[rr - 1:rr + 2, cc - 1:cc + 2].mean())
+        return float(arr[rr - 1 : rr + 2, cc - 1 : cc + 2].mean())
 
     return (at(-reach_px) + at(reach_px)) / 2 - at(0.0)
 
@@ -237,8 +238,13 @@ def test_wrist_fracture_line_is_visible_and_absent_on_the_prior(demo):
 
 def test_compressed_series_decode_to_exactly_the_generated_pixels(demo):
     current, _ = _wrist(demo)
-    expected = demo_data._wrist_pa(demo_data.WRIST_ROWS, demo_data.WRIST_COLS, demo_data.WRIST_SPACING,
-                                   demo_data._WristPose(ball=demo_data.WRIST_BALL_CENTER), seed=31)
+    expected = demo_data._wrist_pa(
+        demo_data.WRIST_ROWS,
+        demo_data.WRIST_COLS,
+        demo_data.WRIST_SPACING,
+        demo_data._WristPose(ball=demo_data.WRIST_BALL_CENTER),
+        seed=31,
+    )
     assert np.array_equal(pydicom.dcmread(current.files[0]).pixel_array, expected)
     abd = _by_desc(demo, "CT ABDOMEN")
     ds = pydicom.dcmread(abd.files[0])
@@ -262,8 +268,8 @@ def test_ultrasound_cine(demo):
     assert region.PhysicalUnitsXDirection == 3 and float(region.PhysicalDeltaX) > 0
     # the gallstone is bright, the bile around it dark
     r, c = demo_data.US_STONE_CENTER_FRAME1
-    stone = frames[0, r - 5:r + 6, c - 5:c + 6].mean()
-    bile = frames[0, r - 60:r - 45, c - 5:c + 6].mean()
+    stone = frames[0, r - 5 : r + 6, c - 5 : c + 6].mean()
+    bile = frames[0, r - 60 : r - 45, c - 5 : c + 6].mean()
     assert stone > 150 and bile < 40
 
 
@@ -308,11 +314,25 @@ def test_demo_study_round_trips_through_json(demo):
 
 
 def test_write_ct_series_headers_can_be_chosen(tmp_path):
-    files = write_ct_series(tmp_path, n_slices=2, rows=32, cols=32, key="chest-stat", description="CT CHEST",
-                            body_part="CHEST", priority="STAT", acquired=dt.datetime(2026, 5, 4, 23, 15),
-                            patient_name="SYNTHETIC^OTHER", patient_id="RRDEMO-X")
+    files = write_ct_series(
+        tmp_path,
+        n_slices=2,
+        rows=32,
+        cols=32,
+        key="chest-stat",
+        description="CT CHEST",
+        body_part="CHEST",
+        priority="STAT",
+        acquired=dt.datetime(2026, 5, 4, 23, 15),
+        patient_name="SYNTHETIC^OTHER",
+        patient_id="RRDEMO-X",
+    )
     ds = pydicom.dcmread(files[0])
-    assert (ds.StudyDescription, ds.BodyPartExamined, ds.RequestedProcedurePriority) == ("CT CHEST", "CHEST", "STAT")
+    assert (ds.StudyDescription, ds.BodyPartExamined, ds.RequestedProcedurePriority) == (
+        "CT CHEST",
+        "CHEST",
+        "STAT",
+    )
     assert (ds.StudyDate, ds.StudyTime) == ("20260504", "231500")
     assert (str(ds.PatientName), ds.PatientID) == ("SYNTHETIC^OTHER", "RRDEMO-X")
     other = pydicom.dcmread(write_ct_series(tmp_path / "b", n_slices=1, rows=32, cols=32, key="b")[0])

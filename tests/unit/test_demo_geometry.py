@@ -6,6 +6,7 @@ the header geometry (Image Position/Orientation (Patient), Pixel Spacing, Imager
 ultrasound region calibration) and the pixels: an edge-to-edge length at half contrast must match the
 documented diameter within 0.5 mm, which is what the viewer's measurement tools are held to.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -23,8 +24,9 @@ TOLERANCE_MM = 0.5
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> dict[str, DemoStudy]:
     out = tmp_path_factory.mktemp("demo-geometry")
-    studies = write_demo_studies(out, night=dt.date(2026, 6, 30),
-                                 only={"ct-head", "ct-abdomen", "xr-wrist", "us-abdomen"})
+    studies = write_demo_studies(
+        out, night=dt.date(2026, 6, 30), only={"ct-head", "ct-abdomen", "xr-wrist", "us-abdomen"}
+    )
     return {s.description.split()[0] + " " + s.description.split()[1]: s for s in studies}
 
 
@@ -70,8 +72,8 @@ def _diameter_px(img: np.ndarray, r: float, c: float, inside: float, outside: fl
     """Edge-to-edge widths (pixels) along the row and the column through (r, c), averaged over 3 lines."""
     level = (inside + outside) / 2
     ri, ci = round(r), round(c)
-    row_profile = img[ri - 1:ri + 2, :].mean(axis=0)
-    col_profile = img[:, ci - 1:ci + 2].mean(axis=1)
+    row_profile = img[ri - 1 : ri + 2, :].mean(axis=0)
+    col_profile = img[:, ci - 1 : ci + 2].mean(axis=1)
     a, b = _crossings(row_profile, c, level)
     e, f = _crossings(col_profile, r, level)
     return b - a, f - e
@@ -98,7 +100,7 @@ def test_head_bleed_sphere_diameter_from_headers(demo):
         rr, cc, dist = _patient_to_pixel(d, obj.center)
         if abs(dist) > 1.5 * obj.diameter_mm:
             continue  # far away the line through the centre meets skull and scalp instead
-        value = _hu(d)[round(rr) - 1:round(rr) + 2, round(cc) - 1:round(cc) + 2].mean()
+        value = _hu(d)[round(rr) - 1 : round(rr) + 2, round(cc) - 1 : round(cc) + 2].mean()
         if value > 46:
             showing.append(dist)
         elif abs(dist) < obj.diameter_mm / 2 - 1.0:
@@ -116,8 +118,14 @@ def test_abdomen_aorta_cylinder_diameter_from_headers(demo):
     _, _, _, dr, dc = _plane(ds)
     # the aorta lies in retroperitoneal fat: measure its wall against the fat just outside it
     ring = obj.diameter_mm / 2 + 2.0
-    outside = float(np.median([hu[round(r + dy * ring / dr), round(c + dx * ring / dc)]
-                               for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))]))
+    outside = float(
+        np.median(
+            [
+                hu[round(r + dy * ring / dr), round(c + dx * ring / dc)]
+                for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))
+            ]
+        )
+    )
     assert outside < -50  # fat
     wr, wc = _diameter_px(hu, r, c, inside=185.0, outside=outside)
     assert abs(wr * dc - obj.diameter_mm) < TOLERANCE_MM, wr * dc
@@ -147,7 +155,8 @@ def test_gallstone_from_ultrasound_region_calibration(demo):
     dx_mm = float(region.PhysicalDeltaX) * 10
     dy_mm = float(region.PhysicalDeltaY) * 10
     frame = ds.pixel_array[0].astype(np.float64)
-    wr, wc = _diameter_px(frame, r, c, inside=float(np.median(frame[round(r) - 3:round(r) + 4, round(c)])),
-                          outside=0.0)
+    wr, wc = _diameter_px(
+        frame, r, c, inside=float(np.median(frame[round(r) - 3 : round(r) + 4, round(c)])), outside=0.0
+    )
     assert abs(wr * dx_mm - obj.diameter_mm) < TOLERANCE_MM, wr * dx_mm
     assert abs(wc * dy_mm - obj.diameter_mm) < TOLERANCE_MM, wc * dy_mm
