@@ -27,15 +27,22 @@ DICOM_JSON = "application/dicom+json"
 
 
 class _TimeoutAdapter(HTTPAdapter):
-    """Pooled adapter that puts a (connect, read) timeout on every request that does not name one."""
+    """Pooled adapter that puts a (connect, read) timeout on every request that does not name one, and
+    enforces certificate verification: the profile's CA bundle when one is set (requests would otherwise let
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override it), and never ``verify=False``."""
 
-    def __init__(self, timeout: tuple[float, float], pool_size: int) -> None:
+    def __init__(self, timeout: tuple[float, float], pool_size: int, ca_bundle: str | None = None) -> None:
         self._timeout = timeout
+        self._ca_bundle = ca_bundle
         super().__init__(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
 
     def send(self, request, **kwargs):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
+        if self._ca_bundle:
+            kwargs["verify"] = self._ca_bundle
+        elif kwargs.get("verify") is False:
+            kwargs["verify"] = True
         return super().send(request, **kwargs)
 
 
@@ -65,7 +72,8 @@ class DicomWebSession:
         if secret is not None:
             s.auth = (profile.user, secret) if profile.auth_kind == "basic" else _BearerAuth(secret)
         adapter = _TimeoutAdapter((profile.connect_timeout_s, profile.timeout_s),
-                                  pool_size=max(8, profile.parallel_connections * 2 + 2))
+                                  pool_size=max(8, profile.parallel_connections * 2 + 2),
+                                  ca_bundle=profile.ca_bundle)
         s.mount("http://", adapter)
         s.mount("https://", adapter)
         s.headers["User-Agent"] = "ReadRoom/0.1"
