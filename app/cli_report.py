@@ -62,6 +62,12 @@ def register(subparsers) -> None:
     p.add_argument("--remember-pin", action="store_true", help="also keep the PIN in the keyring (unattended use)")
     p.set_defaults(func=cmd_keygen)
 
+    p = sub.add_parser("export", help="write a study's signed report(s) as SR, PDF, FHIR JSON and HL7 files")
+    p.add_argument("--study", required=True, help="Study Instance UID")
+    p.add_argument("--out", required=True, type=Path, help="folder to write into (created)")
+    p.add_argument("--all", action="store_true", help="every signed version (default: the latest)")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("verify", help="check that an SR file is a report signed here, unchanged")
     p.add_argument("sr_file", type=Path)
     p.set_defaults(func=cmd_verify)
@@ -298,6 +304,26 @@ def cmd_keygen(args) -> int:
     except signing.SigningError as exc:
         return _fail(f"{exc} (use --force to replace it)" if "already" in str(exc) else str(exc))
     print(f"Signing key created for {user}. Key id {signing.key_id(__import__('base64').b64decode(pub))}.")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from reporting.outbox import Outbox
+    from reporting.workflow import OUTPUT_NAMES, read_output, signed_records
+
+    outbox = Outbox()
+    records = signed_records(outbox, args.study)
+    if not records:
+        return _fail("no signed report of this study is held on this workstation")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for rec in records if args.all else records[-1:]:
+        sop = rec.sr["sop_instance_uid"]
+        item = outbox.get(sop)
+        if item is not None:
+            item.dicom_datasets()[0].save_as(args.out / f"{sop}.sr.dcm", enforce_file_format=True)
+        for name in OUTPUT_NAMES:
+            (args.out / f"{sop}.{name}").write_bytes(read_output(rec, name))
+        print(f"Exported {sop} ({'addendum' if rec.content.get('predecessor') else 'report'}) to {args.out}")
     return 0
 
 

@@ -229,6 +229,13 @@ def test_cli_sign_addendum_chain_and_verify(empty_cloud, real_data, tmp_path):
     bad = _cli("report", "verify", str(f), check=False)
     assert bad.returncode == 2 and "INVALID" in bad.stdout
     assert "All reports sent." in _cli("outbox", *conn).stdout
+    out_dir = tmp_path / "export"
+    _cli("report", "export", "--study", study, "--out", str(out_dir), "--all")
+    assert len(list(out_dir.glob("*.report.pdf"))) == 2 and len(list(out_dir.glob("*.sr.dcm"))) == 2
+    from reporting.hl7 import parse_oru
+    statuses = sorted(parse_oru(p.read_bytes().decode()).oru_r01_patient_result.oru_r01_order_observation.obr.obr_25.value
+                      for p in out_dir.glob("*.oru_r01.hl7"))
+    assert statuses == ["C", "F"]
 
 
 def test_blind_peer_review_stored_on_archive_and_listed_per_reader(empty_cloud, real_data):
