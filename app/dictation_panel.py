@@ -78,6 +78,8 @@ class DictationPanel(QWidget):
         self.engine = None
         self.model_error: str | None = None
         self._loading = False
+        self.mode = "dictation"               # or "command": only voice commands (restricted grammar)
+        self.source_factory = self._microphone   # the audio source for each recording (tests give a WAV)
 
         self.button = QPushButton("Dictate")
         self.button.setObjectName("dictate")
@@ -134,7 +136,7 @@ class DictationPanel(QWidget):
         self.settings = settings
         self.controller.mode = settings.dictation_mode
         self.controller.keys = KeyBindings(talk=(settings.push_to_talk_key,), command_mode=(COMMAND_MODE_KEY,))
-        self.engine = None                 # model or device may have changed
+        self._drop_engine()                # model, language or device may have changed
         self._update_mode_label()
         self.check_model()
 
@@ -158,7 +160,7 @@ class DictationPanel(QWidget):
     def _update_mode_label(self) -> None:
         how = (f"hold {self.talk_key}" if self.settings.dictation_mode == "push_to_talk"
                else f"{self.talk_key} starts/stops")
-        mode = "commands only" if self.engine is not None and self.engine.mode == "command" else "dictation"
+        mode = "commands only" if self.mode == "command" else "dictation"
         self.mode_label.setText(f"{mode} · {how} · {COMMAND_MODE_KEY} switches mode")
 
     def show_notice(self, text: str) -> None:
@@ -174,8 +176,12 @@ class DictationPanel(QWidget):
             return
         normals, macros, _terms = template_dictation_data(report.template)
         self.applier = DictationApplier(ReportTextTarget(report), normals, macros)
-        if self.engine is not None:
-            self.engine = None             # macros/terms belong to the template: rebuild on next start
+        self._drop_engine()                # macros/terms belong to the template: rebuilt on the next start
+
+    def _drop_engine(self) -> None:
+        if self.engine is not None and self.engine.running:
+            self.engine.cancel()
+        self.engine = None
 
     # -- recording ------------------------------------------------------------------------------------------
     def _button_clicked(self, checked: bool) -> None:
@@ -212,10 +218,10 @@ class DictationPanel(QWidget):
 
         info = inspect_model_dir(self.model_dir)
         model = load_model(info.path)
-        language = getattr(self, "language", "en")
         report = self.applier.target.report
         _normals, macros, terms = template_dictation_data(report.template)
-        return DictationEngine(model, load_vocabulary(language), macros=list(macros), terms=terms,
+        return DictationEngine(model, load_vocabulary(self.settings.dictation_language or "en"),
+                               macros=list(macros), terms=terms, mode=self.mode,
                                supports_grammar=info.supports_grammar, on_event=self.engine_event.emit)
 
     def _engine_ready(self, engine) -> None:
@@ -230,12 +236,16 @@ class DictationPanel(QWidget):
         self.controller.recording = False
         self.show_notice(str(exc) if type(exc).__name__ == "ModelNotFoundError" else message)
 
-    def _start_source(self) -> None:
-        from dictation.audio import AudioError, MicrophoneSource
+    def _microphone(self):
+        from dictation.audio import MicrophoneSource
 
-        source = MicrophoneSource(self.settings.microphone_device or None)
+        return MicrophoneSource(self.settings.microphone_device or None)
+
+    def _start_source(self) -> None:
+        from dictation.audio import AudioError
+
         try:
-            self.engine.start(source)
+            self.engine.start(self.source_factory())
         except (AudioError, RuntimeError) as exc:
             self.button.setChecked(False)
             self.controller.recording = False
@@ -249,9 +259,9 @@ class DictationPanel(QWidget):
         self.meter.setValue(-60)
 
     def toggle_command_mode(self) -> None:
-        if self.engine is None:
-            return
-        self.engine.set_mode("dictation" if self.engine.mode == "command" else "command")
+        self.mode = "dictation" if self.mode == "command" else "command"
+        if self.engine is not None:
+            self.engine.set_mode(self.mode)
         self._update_mode_label()
 
     # -- events (from the engine, or fed directly) ----------------------------------------------------------
@@ -300,6 +310,7 @@ class DictationPanel(QWidget):
         if self.engine is not None:
             self.engine.cancel()
             self.engine.join(2.0)
+            self.engine = None
         from PySide6.QtWidgets import QApplication
 
         app = QApplication.instance()

@@ -28,6 +28,7 @@ class WorkstationSettings:
     microphone_device: str = ""            # sounddevice device name ("" = system default)
     push_to_talk_key: str = "F4"           # Qt key sequence text; held down = microphone open
     dictation_mode: str = "push_to_talk"   # "push_to_talk" | "toggle"
+    dictation_language: str = "en"          # command vocabulary (resources/dictation/<lang>.json)
     idle_lock_minutes: int = 10            # 0 = never lock
     show_shared_pool: bool = False         # also list unassigned (pool) items in the worklist
 
@@ -76,5 +77,6 @@ def _mirror_dictation(settings: WorkstationSettings) -> None:
     d.model_dir = settings.dictation_model_dir
     d.device = settings.microphone_device
     d.mode = settings.dictation_mode
+    d.language = settings.dictation_language
     d.keys = dataclasses.replace(d.keys, talk=(settings.push_to_talk_key,))
     d.save()

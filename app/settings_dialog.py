@@ -106,12 +106,23 @@ class SettingsDialog(QDialog):
         self.mode.addItem("Hold the key to talk", "push_to_talk")
         self.mode.addItem("Press once to start, again to stop", "toggle")
         self.mode.setCurrentIndex(max(0, self.mode.findData(settings.dictation_mode)))
+        self.language = QComboBox()
+        try:
+            from dictation.commands import available_languages
+
+            languages = available_languages()
+        except Exception:  # noqa: BLE001 - vocabularies missing: only the current choice is offered
+            languages = []
+        for lang in sorted(set(languages) | {settings.dictation_language}):
+            self.language.addItem(lang, lang)
+        self.language.setCurrentIndex(max(0, self.language.findData(settings.dictation_language)))
         dict_box = QGroupBox("Dictation")
         d = QFormLayout(dict_box)
         d.addRow("Speech model", row)
         d.addRow("Microphone", self.microphone)
         d.addRow("Push-to-talk key", self.ptt_key)
         d.addRow("Mode", self.mode)
+        d.addRow("Command language", self.language)
 
         # -- security
         self.idle = QSpinBox()
@@ -147,6 +158,7 @@ class SettingsDialog(QDialog):
             microphone_device=self.microphone.currentData() or "",
             push_to_talk_key=key,
             dictation_mode=self.mode.currentData(),
+            dictation_language=self.language.currentData() or "en",
             idle_lock_minutes=self.idle.value(),
             show_shared_pool=self.shared_pool.isChecked(),
         )

