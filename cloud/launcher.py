@@ -82,6 +82,7 @@ class CloudProcess:
         argv += ["--config", str(self.config or DEMO_CONFIG)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env["READROOM_CLOUD_EXIT_WITH_PARENT"] = "1"      # no orphaned clouds if this process is killed
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                      start_new_session=True)
@@ -149,7 +150,8 @@ class CloudProcess:
         rec = json.loads((run / f"{name}.json").read_text())
         if _alive(rec["pid"]):
             return
-        proc = spawn(name, rec["argv"], run, Path(rec["log"]), rec.get("env"))
+        # not tied to this thread's life (a test may restart from a short-lived thread); stop() ends it
+        proc = spawn(name, rec["argv"], run, Path(rec["log"]), rec.get("env"), die_with_parent=False)
         self._restarted[name] = proc
         wait_until(ready_check, 60, name, proc, rec["log"])
 

@@ -74,12 +74,15 @@ def _pdeathsig():  # children die with the process that started them, even on SI
         pass
 
 
-def spawn(name: str, argv: list[str], run_dir: Path, log_path: Path, env: dict | None = None) -> subprocess.Popen:
-    """Start a child with its output in ``log_path`` and record pid + argv in run_dir/<name>.json."""
+def spawn(name: str, argv: list[str], run_dir: Path, log_path: Path, env: dict | None = None,
+          die_with_parent: bool = True) -> subprocess.Popen:
+    """Start a child with its output in ``log_path`` and record pid + argv in run_dir/<name>.json.
+    ``die_with_parent`` (PR_SET_PDEATHSIG) is tied to the calling *thread*: only use it from a long-lived one."""
     with open(log_path, "ab") as logf:
         # preexec_fn only calls prctl (async-signal-safe enough; no locks taken)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True, preexec_fn=_pdeathsig)  # noqa: PLW1509
+                                env=env, start_new_session=True,
+                                preexec_fn=_pdeathsig if die_with_parent else None)  # noqa: PLW1509
     write_private(run_dir / f"{name}.json", json.dumps({"pid": proc.pid, "argv": argv, "log": str(log_path),
                                                          "env": env}))
     return proc
@@ -254,14 +257,23 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set())
         reported = set()
+        parent = os.getppid()
+        exit_with_parent = os.environ.get("READROOM_CLOUD_EXIT_WITH_PARENT") == "1"
         while not self._stop.wait(0.5):
+            if exit_with_parent and os.getppid() != parent:
+                _say("the process that started the cloud is gone: stopping")
+                break
             for name, proc in list(self.procs.items()):
                 if proc.poll() is not None and name not in reported:
                     reported.add(name)
-                    print(f"warning: {name} exited (code {proc.returncode})", file=sys.stderr, flush=True)
+                    _say(f"warning: {name} exited (code {proc.returncode})")
                 elif proc.poll() is None:
                     reported.discard(name)
             self._adopt_restarted(reported)
+        try:
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        except (OSError, ValueError):
+            pass
         self.stop()
         return 0
 
@@ -290,6 +302,14 @@ class Supervisor:
         if self._auth_server:
             self._auth_server.shutdown()
             self._auth_server.server_close()
+
+
+def _say(msg: str) -> None:
+    """A status line on stderr; never fatal (whoever read our output may be gone)."""
+    try:
+        print(msg, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _healthz(url: str) -> bool:
