@@ -86,8 +86,8 @@ def build_oru(report: Report, *, sr_sop_instance_uid: str, signed_at: str, reade
     obr.obr_32 = f"{escape(reader_id)}&{escape(first)}&{escape(given.split('^')[0])}"
 
     rows: list[tuple[str, str, str]] = []  # (code^text^system, sub-id, value)
-    if report.is_addendum and report.addendum_text.strip():
-        for line in report.addendum_text.strip().splitlines():
+    for text in report.addenda():
+        for line in text.splitlines():
             rows.append(("55107-7^Addendum^LN", "", line))
     for _sid, section, fields in report.section_texts():
         code = f"{escape(section.code.value)}^{escape(section.code.meaning)}^" \

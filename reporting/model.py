@@ -225,6 +225,7 @@ class Report:
         self.state = ReportState.DRAFT
         self.predecessor: PriorDocument | None = None
         self.addendum_text = ""
+        self.previous_addenda: list[str] = []  # texts of earlier addenda in the chain, newest first
         self.focus_field: str = template.fields[0].id if template.fields else ""
         self.cursor = len(self.values.get(self.focus_field, ""))
         self.revision = 0  # bumps on every change; the autosaver watches it
@@ -437,11 +438,18 @@ class Report:
     def critical_text(self) -> str:
         return "\n".join(cr.text() for cr in self.critical_results)
 
+    def addenda(self) -> list[str]:
+        """This addendum's text and the earlier ones of the chain, newest first (empty for a plain report)."""
+        if not self.is_addendum:
+            return []
+        current = [self.addendum_text.strip()] if self.addendum_text.strip() else []
+        return current + [t for t in self.previous_addenda if t.strip()]
+
     def render_text(self) -> str:
         """The report as plain text: what is signed, printed and sent."""
         parts = [self.template.title.upper()]
-        if self.is_addendum and self.addendum_text.strip():
-            parts.append("ADDENDUM:\n" + self.addendum_text.strip())
+        if self.addenda():
+            parts.append("ADDENDUM:\n" + "\n".join(self.addenda()))
         for _sid, s, items in self.section_texts():
             parts.append(s.title.upper() + ":\n" + "\n".join(t for _f, t in items))
         if self.critical_results:
@@ -468,6 +476,7 @@ class Report:
             "state": self.state.value,
             "predecessor": asdict(self.predecessor) if self.predecessor else None,
             "addendum_text": self.addendum_text,
+            "previous_addenda": list(self.previous_addenda),
             "focus_field": self.focus_field,
             "cursor": self.cursor,
         }
@@ -491,6 +500,7 @@ class Report:
         r.state = ReportState(d.get("state", "draft"))
         r.predecessor = PriorDocument(**d["predecessor"]) if d.get("predecessor") else None
         r.addendum_text = d.get("addendum_text", "")
+        r.previous_addenda = list(d.get("previous_addenda", []))
         if d.get("focus_field") in r.field_ids():
             r.focus_field = d["focus_field"]
         r.cursor = int(d.get("cursor", len(r.get(r.focus_field)) if r.focus_field else 0))
@@ -513,6 +523,7 @@ class Report:
             raise StateError("Only a signed report can get an addendum.")
         a = Report(self.template, self.study, author=who)
         a.predecessor = predecessor
+        a.previous_addenda = self.addenda()
         a.values = dict(self.values)
         a.measurements = dict(self.measurements)
         a.key_images = list(self.key_images)

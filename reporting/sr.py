@@ -121,9 +121,9 @@ def build_report_content(report: Report, reader_name: str, reader_id: str | None
     if t.procedure is not None:
         items.append(hd.sr.CodeContentItem(name=codes.DCM.ProcedureReported, value=_cc(t.procedure),
                                            relationship_type="HAS CONCEPT MOD"))
-    if report.is_addendum and report.addendum_text.strip():
+    if report.addenda():
         sec = hd.sr.ContainerContentItem(name=_cc(ADDENDUM_CODE), relationship_type="CONTAINS")
-        sec.ContentSequence = [_text(_cc(ADDENDUM_CODE), report.addendum_text.strip())]
+        sec.ContentSequence = [_text(_cc(ADDENDUM_CODE), t) for t in report.addenda()]
         items.append(sec)
     for _sid, section, fields in report.section_texts():
         concept = _NARRATIVE_CONCEPT.get(section.code.value, codes.DCM.Finding)
@@ -233,8 +233,8 @@ def narrative_from_sr(ds: Dataset) -> list[tuple[str, list[str]]]:
 def narrative_from_report(report: Report) -> list[tuple[str, list[str]]]:
     """The same structure as :func:`narrative_from_sr`, computed from the report model."""
     out = []
-    if report.is_addendum and report.addendum_text.strip():
-        out.append((ADDENDUM_CODE.value, [report.addendum_text.strip()]))
+    if report.addenda():
+        out.append((ADDENDUM_CODE.value, report.addenda()))
     for _sid, section, fields in report.section_texts():
         out.append((section.code.value, [text for _f, text in fields]))
     if report.critical_results:

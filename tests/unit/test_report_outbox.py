@@ -238,4 +238,7 @@ def test_addendum_chain(tmp_path, key):
     pre3 = srs[sops[2]].PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
     assert pre2.ReferencedSOPInstanceUID == sops[0] and pre3.ReferencedSOPInstanceUID == sops[1]
     assert [r.sr["sop_instance_uid"] for r in signed_records(ob, STUDY)] == sops
-    assert narrative_from_sr(srs[sops[2]])[0] == ("121078", ["Third version."])
+    # the latest version carries the whole chain of addenda, newest first
+    assert narrative_from_sr(srs[sops[2]])[0] == ("121078", ["Third version.",
+                                                             "Comparison with yesterday's film: unchanged."])
+    assert narrative_from_sr(srs[sops[1]])[0] == ("121078", ["Comparison with yesterday's film: unchanged."])
