@@ -1,6 +1,7 @@
 """Tests for cloud/demo_data.py: the demo studies are valid DICOM with the right content and geometry.
 
-Generation runs once per module (it writes a few hundred files); each test then reads what it needs.
+Generation runs once per test session (it writes a few hundred files; test_demo_geometry.py shares it
+through :func:`generated_demo`); each test then reads what it needs and must not modify the files.
 """
 
 from __future__ import annotations
@@ -19,9 +20,21 @@ from cloud.demo_data import DemoStudy, write_ct_series, write_demo_studies
 NIGHT = dt.date(2026, 3, 1)  # the shift ends on 1 March: its prior falls on 1 March two years before
 
 
+_GENERATED: dict[int, tuple[object, tuple[DemoStudy, ...]]] = {}
+
+
+def generated_demo(tmp_path_factory) -> tuple[DemoStudy, ...]:
+    """The whole demo, written once per session (keyed by the session's tmp_path_factory)."""
+    key = id(tmp_path_factory)
+    if key not in _GENERATED:  # the factory is kept alive with the result, so its id stays unique
+        studies = tuple(write_demo_studies(tmp_path_factory.mktemp("demo"), night=NIGHT))
+        _GENERATED[key] = (tmp_path_factory, studies)
+    return _GENERATED[key][1]
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> list[DemoStudy]:
-    return write_demo_studies(tmp_path_factory.mktemp("demo"), night=NIGHT)
+    return list(generated_demo(tmp_path_factory))
 
 
 def _by_desc(demo: list[DemoStudy], word: str) -> DemoStudy:

@@ -9,25 +9,23 @@ documented diameter within 0.5 mm, which is what the viewer's measurement tools 
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pydicom
 import pytest
 
 from cloud import demo_data
-from cloud.demo_data import DemoStudy, KnownObject, write_demo_studies
+from cloud.demo_data import DemoStudy, KnownObject
 
 TOLERANCE_MM = 0.5
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> dict[str, DemoStudy]:
-    out = tmp_path_factory.mktemp("demo-geometry")
-    studies = write_demo_studies(
-        out, night=dt.date(2026, 6, 30), only={"ct-head", "ct-abdomen", "xr-wrist", "us-abdomen"}
-    )
-    return {s.description.split()[0] + " " + s.description.split()[1]: s for s in studies}
+    """Demo studies by the first two words of their description ("CT HEAD", "XR WRIST"...)."""
+    from tests.unit.test_demo_data import generated_demo  # written once per session, shared
+
+    studies = [s for s in generated_demo(tmp_path_factory) if s.study_date >= "2026"]  # not the prior
+    return {" ".join(s.description.split()[:2]): s for s in studies}
 
 
 def _known(study: DemoStudy, name: str) -> tuple[KnownObject, pydicom.Dataset, list[pydicom.Dataset]]:
