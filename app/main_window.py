@@ -185,8 +185,10 @@ class MainWindow(QMainWindow):
         self.worklist.refresh()
 
     def release_current(self) -> None:
+        from .worklist_panel import RELEASE_TEXT
+
         item = self.current_item
-        if item is None:
+        if item is None or not self.worklist.confirm("Release this study?", RELEASE_TEXT):
             return
         run_task(self.ws.release, item, on_done=lambda _r: self._released(),
                  on_error=lambda m, _e: self._worklist_message(m))

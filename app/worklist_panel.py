@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 URGENT = {"HIGH", "STAT"}
 _ROOT = QModelIndex()
+RELEASE_TEXT = ("Give this study back? Your claim is withdrawn (the procedure step is cancelled with a reason) and "
+                "the study goes back to the scheduler to be assigned again. Your draft stays on this workstation.")
 COLUMNS = ("Priority", "Due", "Waiting", "Patient", "Exam", "Description", "Site", "State")
 
 
@@ -254,8 +256,15 @@ class WorklistPanel(QWidget):
         self._poll.timeout.connect(self._auto_refresh)
         self._poll.start(60_000)
         self.busy = False
+        self.confirm = self._confirm_dialog     # (title, text) -> bool; tests replace it
 
     # -- helpers
+    def _confirm_dialog(self, title: str, text: str) -> bool:
+        from PySide6.QtWidgets import QMessageBox
+
+        return QMessageBox.question(self, title, text, QMessageBox.Yes | QMessageBox.No,
+                                    QMessageBox.No) == QMessageBox.Yes
+
     def selected_item(self):
         rows = self.table.selectionModel().selectedRows()
         return self.model.item(rows[0].row()) if rows else None
@@ -331,6 +340,8 @@ class WorklistPanel(QWidget):
         item = self.selected_item()
         if item is None or str(getattr(item, "state", "")) != "IN PROGRESS":
             self.show_notice("Select a study you have claimed to release it.")
+            return
+        if not self.confirm("Release this study?", RELEASE_TEXT):
             return
         self.release_button.setEnabled(False)
         run_task(self.services.release, item, on_done=self._released, on_error=self._failed)

@@ -247,3 +247,32 @@ def test_prefetch_fetches_the_most_urgent_study_and_shows_progress(qtbot, readin
 
         wait_for_all(20000)
         win.ws.close()
+
+
+def test_release_asks_first_then_gives_the_study_back(workstation, reading_cloud, qtbot):
+    import requests
+
+    win = workstation
+    held = [i for i in win.worklist.model.items if i.state == "IN PROGRESS" and i.held_here]
+    if not held:      # claim one (the earlier tests may have run in another order)
+        row = next(r for r, i in enumerate(win.worklist.model.items) if i.state == "SCHEDULED")
+        win.worklist.select_row(row)
+        opened = []
+        win.worklist.open_requested.connect(opened.append)
+        win.worklist.claim_and_open()
+        qtbot.waitUntil(lambda: bool(opened), timeout=20000)
+        held = opened
+    item = held[0]
+    win.worklist.select_row(_row_of(win, item.study_uid))
+    win.worklist.confirm = lambda _t, _x: False
+    win.worklist.release_selected()
+    assert any(i.workitem_uid == item.workitem_uid for i in win.worklist.model.items)   # nothing happened
+    win.worklist.confirm = lambda _t, _x: True
+    win.worklist.release_selected()
+    qtbot.waitUntil(lambda: all(i.workitem_uid != item.workitem_uid for i in win.worklist.model.items),
+                    timeout=20000)
+    r = requests.get(f"{reading_cloud.base_url}/workitems/{item.workitem_uid}", auth=reading_cloud.auth("reader1"),
+                     timeout=10)
+    body = r.json()
+    body = body[0] if isinstance(body, list) else body
+    assert body["00741000"]["Value"] == ["CANCELED"]
