@@ -35,7 +35,7 @@ import urllib3
 
 from .audit import FAILURE, SUCCESS, AuditTrail
 from .cache import InstanceCache
-from .errors import ArchiveUnavailable, CloudError, FetchCancelled, RequestRejected
+from .errors import ArchiveUnavailable, AuthError, CloudError, FetchCancelled, RequestRejected
 from .multipart import MultipartError, boundary_of, iter_parts_from
 from .session import DicomWebSession, check_status
 
@@ -222,6 +222,8 @@ class StudyFetcher:
             if not uid or (only_series and uid not in only_series):
                 continue
             count = row.get("00201209", {}).get("Value", [0])[0]
+            if not count:  # the server did not say: count the instances
+                count = len(self._retry(run, lambda uid=uid: s.qido_instances(study, uid)))
             series.append((uid, int(count or 0)))
         if not series:
             raise RequestRejected("The archive has no images for this study.", detail=f"study {study}")
@@ -289,15 +291,20 @@ class StudyFetcher:
 
     # -- tasks ------------------------------------------------------------------------------------------------
     def _instance_task(self, run: _Run, series_uid: str | None, sop_uid: str) -> None:
-        if series_uid is None:
-            path = f"studies/{run.study_uid}/instances/{sop_uid}"  # not standard; only used with a known series
-            rows = self.session.qido_instances(run.study_uid, None, {"SOPInstanceUID": sop_uid})
-            if rows:
-                series_uid = rows[0].get("0020000E", {}).get("Value", [None])[0]
-        if series_uid is None:
-            return
-        path = f"studies/{run.study_uid}/series/{series_uid}/instances/{sop_uid}"
-        self._retry(run, lambda: self._stream(run, path, series_uid, skip=set()))
+        """The priority instance on its own request. Failing here is not fatal: the series streams bring it."""
+        try:
+            if series_uid is None:  # a requested first instance: find its series
+                rows = self.session.qido_instances(run.study_uid, None, {"SOPInstanceUID": sop_uid})
+                series_uid = rows[0].get("0020000E", {}).get("Value", [None])[0] if rows else None
+            if series_uid is None:
+                return
+            path = f"studies/{run.study_uid}/series/{series_uid}/instances/{sop_uid}"
+            self._retry(run, lambda: self._stream(run, path, series_uid, skip=set()))
+        except (AuthError, FetchCancelled):
+            raise
+        except CloudError as exc:
+            log.info("Priority instance request failed (%s); the series stream will bring it",
+                     type(exc).__name__)
 
     def _series_task(self, run: _Run, series_uid: str, count: int, maybe_cached: bool) -> None:
         path = f"studies/{run.study_uid}/series/{series_uid}"

@@ -97,6 +97,12 @@ class FakeArchive:
             return self._json(h, [{"00080018": {"vr": "UI", "Value": [d.SOPInstanceUID]},
                                    "0020000E": {"vr": "UI", "Value": [m.group(2)]},
                                    "00200013": {"vr": "IS", "Value": [int(d.InstanceNumber)]}} for d in dss])
+        m = re.fullmatch(r"studies/([\d.]+)/instances", path)
+        if m:
+            rows = [(se, d) for se, dss in self.series.items() for d in dss
+                    if "SOPInstanceUID" not in q or d.SOPInstanceUID == q["SOPInstanceUID"][0]]
+            return self._json(h, [{"00080018": {"vr": "UI", "Value": [d.SOPInstanceUID]},
+                                   "0020000E": {"vr": "UI", "Value": [se]}} for se, d in rows])
         m = re.fullmatch(r"studies/([\d.]+)/metadata", path)
         if m:
             return self._json(h, [d.to_json_dict() for dss in self.series.values() for d in dss
@@ -262,3 +268,25 @@ def test_unreachable_server_and_timeouts(tmp_path):
                                          connect_timeout_s=0.3), "pw")
     with pytest.raises(ArchiveUnavailable):
         sess.qido_studies()
+
+
+def test_requested_first_instance_comes_first(archive, tmp_path):
+    cache = InstanceCache(tmp_path / "cache")
+    small = min(archive.series.values(), key=len)
+    wanted = small[-1].SOPInstanceUID
+    archive.gate = threading.Event()
+    seen = []
+    got_first = threading.Event()
+
+    def on_instance(sop, ds):
+        seen.append(sop)
+        if sop == wanted:
+            got_first.set()
+
+    fetcher = StudyFetcher(_session(archive), cache, audit=AuditTrail(tmp_path / "a.jsonl"))
+    t = threading.Thread(target=lambda: fetcher.fetch_study(archive.study, on_instance=on_instance, first=wanted))
+    t.start()
+    assert got_first.wait(5)  # while both series streams are held after their first part
+    archive.gate.set()
+    t.join(10)
+    assert seen.index(wanted) <= 2 and len(seen) == len(archive.all_sops())
