@@ -7,9 +7,9 @@ VERIFIED Basic Diagnostic Imaging Report (TID 2000, document title LOINC 18748-4
 reads the patient/study identity, the verifying observer, the procedure code, the section texts and the impression,
 and writes ``<SOP Instance UID>.diagnosticreport.json`` (FHIR R4 DiagnosticReport, validated with fhir.resources'
 R4B models, report text as presentedForm, ImagingStudy referenced by Study Instance UID) and
-``<SOP Instance UID>.oru.hl7`` (ORU^R01, validated with hl7apy STRICT; OBR-25/OBX-11 "F", or "C" when the SR has a
-Predecessor Documents Sequence, i.e. an addendum/correction). Other SRs (measurements, peer reviews, unverified
-drafts) are ignored. Writes are atomic and repeatable: storing the same SR twice rewrites the same two files.
+``<SOP Instance UID>.oru.hl7`` (ORU^R01, validated with hl7apy STRICT; OBR-25/OBX-11 "F"; "C" for an addendum
+(an SR with an Addendum section); "P" / FHIR "preliminary" for a PRELIMINARY, unverified report). Other SRs
+(measurements, peer reviews, unverified non-preliminary documents) are ignored. Writes are atomic and repeatable: storing the same SR twice rewrites the same two files.
 """
 from __future__ import annotations
 
@@ -86,6 +86,16 @@ def _iso(dicom_dt: str) -> str:
     return when.replace(tzinfo=_dt.UTC).isoformat()
 
 
+def is_preliminary(ds: Dataset) -> bool:
+    return _s(ds, "PreliminaryFlag") == "PRELIMINARY" and _s(ds, "VerificationFlag") != "VERIFIED"
+
+
+def is_addendum(ds: Dataset) -> bool:
+    """An addendum carries an Addendum section; a final report that supersedes a preliminary one only has a
+    Predecessor Documents Sequence."""
+    return any(code in ADDENDUM_CODES for code, _m, _t in _sections(ds))
+
+
 def report_text(ds: Dataset) -> str:
     return "\n\n".join(f"{meaning.upper()}:\n" + "\n".join(texts) for _c, meaning, texts in _sections(ds)) + "\n"
 
@@ -94,7 +104,6 @@ def build_fhir(ds: Dataset) -> dict:
     sections = _sections(ds)
     reader, verified = _verification(ds)
     proc = _procedure(ds)
-    is_addendum = bool(ds.get("PredecessorDocumentsSequence"))
     code = ({"system": LOINC, "code": proc[0], "display": proc[1]} if proc and proc[2] == "LN"
             else {"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"})
     impression = "\n".join(t for c, _m, ts in sections if c in IMPRESSION_CODES for t in ts)
@@ -103,7 +112,7 @@ def build_fhir(ds: Dataset) -> dict:
         "resourceType": "DiagnosticReport",
         "id": str(ds.SOPInstanceUID).replace(".", "-")[-64:],
         "identifier": [{"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{ds.SOPInstanceUID}"}],
-        "status": "appended" if is_addendum else "final",
+        "status": "preliminary" if is_preliminary(ds) else ("appended" if is_addendum(ds) else "final"),
         "category": [{"coding": [{"system": LOINC, "code": "LP29684-5", "display": "Radiology"}]}],
         "code": {"coding": [code]},
         "subject": {"identifier": {"system": f"urn:readroom:issuer:{_s(ds, 'IssuerOfPatientID') or 'local'}",
@@ -139,8 +148,9 @@ def build_oru(ds: Dataset) -> str:
     from hl7apy.core import Message
 
     reader, verified = _verification(ds)
-    status = "C" if ds.get("PredecessorDocumentsSequence") else "F"
-    ts = _dt.datetime.fromisoformat(_iso(verified or _s(ds, "ContentDate"))).strftime("%Y%m%d%H%M%S")
+    status = "P" if is_preliminary(ds) else ("C" if is_addendum(ds) else "F")
+    ts = _dt.datetime.fromisoformat(_iso(verified or (_s(ds, "ContentDate") + _s(ds, "ContentTime")))
+                                    ).strftime("%Y%m%d%H%M%S")
     m = Message("ORU_R01", version="2.5.1", validation_level=VALIDATION_LEVEL.STRICT)
     m.msh.msh_3 = "READROOM-CLOUD"
     m.msh.msh_4 = "READROOM"
@@ -224,8 +234,8 @@ def handle_stored_sr(dataset: Dataset, outbound_dir: Path) -> list[Path]:
     """Write the FHIR DiagnosticReport and HL7 ORU for a stored, verified report SR; other SRs -> []."""
     if not is_report_sr(dataset):
         return []
-    if _s(dataset, "VerificationFlag") != "VERIFIED":
-        log.info("an unverified report SR was stored; nothing sent to the EHR")
+    if _s(dataset, "VerificationFlag") != "VERIFIED" and not is_preliminary(dataset):
+        log.info("an unverified, non-preliminary report SR was stored; nothing sent to the EHR")
         return []
     outbound_dir = Path(outbound_dir)
     outbound_dir.mkdir(parents=True, exist_ok=True)

@@ -224,6 +224,7 @@ class Report:
         self.history: list[StateChange] = []
         self.state = ReportState.DRAFT
         self.predecessor: PriorDocument | None = None
+        self.preliminary_sr: PriorDocument | None = None  # the last preliminary SR sent for this report
         self.addendum_text = ""
         self.previous_addenda: list[str] = []  # texts of earlier addenda in the chain, newest first
         self.focus_field: str = template.fields[0].id if template.fields else ""
@@ -475,6 +476,7 @@ class Report:
             "history": [{**asdict(h), "state": h.state.value} for h in self.history],
             "state": self.state.value,
             "predecessor": asdict(self.predecessor) if self.predecessor else None,
+            "preliminary_sr": asdict(self.preliminary_sr) if self.preliminary_sr else None,
             "addendum_text": self.addendum_text,
             "previous_addenda": list(self.previous_addenda),
             "focus_field": self.focus_field,
@@ -499,6 +501,7 @@ class Report:
                      for h in d.get("history", [])]
         r.state = ReportState(d.get("state", "draft"))
         r.predecessor = PriorDocument(**d["predecessor"]) if d.get("predecessor") else None
+        r.preliminary_sr = PriorDocument(**d["preliminary_sr"]) if d.get("preliminary_sr") else None
         r.addendum_text = d.get("addendum_text", "")
         r.previous_addenda = list(d.get("previous_addenda", []))
         if d.get("focus_field") in r.field_ids():

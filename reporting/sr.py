@@ -165,8 +165,10 @@ def build_report_content(report: Report, reader_name: str, reader_id: str | None
 def build_report_sr(report: Report, *, reader_name: str, organization: str, verified_at: str | None = None,
                     series_uid: str | None = None, sop_instance_uid: str | None = None, series_number: int = 900,
                     instance_number: int = 1, predecessor_datasets: list[Dataset] | None = None,
-                    reader_id: str | None = None) -> Dataset:
-    """The signed report as an Enhanced SR (TID 2000), COMPLETE and VERIFIED by ``reader_name`` (DICOM PN)."""
+                    reader_id: str | None = None, preliminary: bool = False) -> Dataset:
+    """The signed report as an Enhanced SR (TID 2000), COMPLETE and VERIFIED by ``reader_name`` (DICOM PN).
+
+    ``preliminary``: a preliminary ("wet read") report instead: PreliminaryFlag PRELIMINARY, UNVERIFIED."""
     reader_name = dicom_pn(reader_name)
     content = build_report_content(report, reader_name, reader_id)
     evidence, real = _evidence(report)
@@ -174,9 +176,10 @@ def build_report_sr(report: Report, *, reader_name: str, organization: str, veri
         evidence=evidence, content=content,
         series_instance_uid=series_uid or generate_uid(), series_number=series_number,
         sop_instance_uid=sop_instance_uid or generate_uid(), instance_number=instance_number,
-        manufacturer=MANUFACTURER, is_complete=True, is_final=True, is_verified=True,
+        manufacturer=MANUFACTURER, is_complete=True, is_final=not preliminary, is_verified=not preliminary,
         institution_name=report.study.institution or None,
-        verifying_observer_name=reader_name, verifying_organization=organization or "ReadRoom",
+        verifying_observer_name=None if preliminary else reader_name,
+        verifying_organization=None if preliminary else (organization or "ReadRoom"),
         performed_procedure_codes=[_cc(report.template.procedure)] if report.template.procedure else None,
         previous_versions=predecessor_datasets,
     )
@@ -186,10 +189,12 @@ def build_report_sr(report: Report, *, reader_name: str, organization: str, veri
         sr.IssuerOfPatientID = report.study.issuer_of_patient_id
     if verified_at:
         when = _dt.datetime.fromisoformat(verified_at)
-        sr.VerifyingObserverSequence[0].VerificationDateTime = when.strftime("%Y%m%d%H%M%S")
+        if not preliminary:
+            sr.VerifyingObserverSequence[0].VerificationDateTime = when.strftime("%Y%m%d%H%M%S")
         sr.ContentDate = when.strftime("%Y%m%d")
         sr.ContentTime = when.strftime("%H%M%S")
-    sr.SeriesDescription = ("Addendum: " if report.is_addendum else "Report: ") + report.template.title
+    kind = "Preliminary report: " if preliminary else ("Addendum: " if report.is_addendum else "Report: ")
+    sr.SeriesDescription = kind + report.template.title
     return sr
 
 

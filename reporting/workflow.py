@@ -141,9 +141,43 @@ def sign_report(report: Report, reader: Person, pin: str, *, organization: str =
 
     ``outputs``: also write the PDF / FHIR / HL7 renderings now (:func:`write_outputs`). They are not needed to
     deliver the SR, so a caller in a hurry passes False, wakes the outbox, then calls :func:`write_outputs`."""
+    prelim = report.preliminary_sr
+    pre = [predecessor_dataset(prelim.study_uid, prelim.series_uid, prelim.sop_class_uid, prelim.sop_instance_uid)
+           ] if prelim else None  # the final report supersedes the preliminary one
     return _sign(report, reader, pin, organization=organization, outbox=outbox, drafts=drafts,
                  present_measurement_ids=present_measurement_ids, accept_warnings=accept_warnings,
-                 predecessor_ds=None, kind="report", outputs=outputs)
+                 predecessor_ds=pre, kind="report", outputs=outputs)
+
+
+@dataclass
+class PreliminaryResult:
+    sr: PriorDocument
+    outbox_item: OutboxItem
+    warnings: list
+
+
+def send_preliminary(report: Report, reader: Person, *, organization: str = "", outbox: Outbox | None = None,
+                     accept_warnings: bool = False) -> PreliminaryResult:
+    """Queue a preliminary ("wet read") SR of the report: PRELIMINARY, UNVERIFIED, no workitem completion, no
+    signature. The report stays editable (state preliminary); its final version will name this SR as predecessor.
+    May be called again after edits (each call sends a new preliminary SR)."""
+    if report.is_addendum or report.state not in (ReportState.DRAFT, ReportState.PRELIMINARY):
+        raise signing.SigningError("Only an unsigned report can be sent as preliminary.")
+    result = validate(report)
+    if not result.ok:
+        raise ValidationFailed(result)
+    if result.warnings and not accept_warnings:
+        raise NeedsConfirmation(result)
+    if report.state == ReportState.DRAFT:
+        report.transition(ReportState.PRELIMINARY, reader)
+    sr = build_report_sr(report, reader_name=reader.name, organization=organization, verified_at=now_iso(),
+                         reader_id=reader.user_id, preliminary=True)
+    item = OutboxItem.create("preliminary", [sr])
+    (outbox or Outbox()).enqueue(item)
+    ref = PriorDocument(str(sr.StudyInstanceUID), str(sr.SeriesInstanceUID), str(sr.SOPClassUID),
+                        str(sr.SOPInstanceUID))
+    report.preliminary_sr = ref
+    return PreliminaryResult(ref, item, result.warnings)
 
 
 def start_addendum(record: SignedRecord, author: Person, library: TemplateLibrary | None = None) -> Report:

@@ -242,3 +242,33 @@ def test_addendum_chain(tmp_path, key):
     assert narrative_from_sr(srs[sops[2]])[0] == ("121078", ["Third version.",
                                                              "Comparison with yesterday's film: unchanged."])
     assert narrative_from_sr(srs[sops[1]])[0] == ("121078", ["Comparison with yesterday's film: unchanged."])
+
+
+def test_preliminary_then_final_supersedes_it(tmp_path, key):
+    from cloud import ehr_outbound
+    from reporting.workflow import send_preliminary
+
+    ob = Outbox()
+    r = make_report()
+    pre = send_preliminary(r, READER, outbox=ob)
+    assert r.state == ReportState.PRELIMINARY and r.editable
+    pre_sr = ob.items()[0].dicom_datasets()[0]
+    assert (pre_sr.PreliminaryFlag, pre_sr.VerificationFlag, pre_sr.CompletionFlag) == ("PRELIMINARY", "UNVERIFIED",
+                                                                                         "COMPLETE")
+    assert "VerifyingObserverSequence" not in pre_sr and ob.items()[0].workitem_uid is None
+    fhir_p, hl7_p = ehr_outbound.handle_stored_sr(pre_sr, tmp_path)
+    assert json.loads(fhir_p.read_text())["status"] == "preliminary"
+    from reporting.hl7 import parse_oru
+    obr = parse_oru(hl7_p.read_bytes().decode()).oru_r01_patient_result.oru_r01_order_observation.obr
+    assert obr.obr_25.value == "P" and obr.obr_22.value != pre_sr.ContentDate + "000000"
+    r.set_field("impression", "Final impression after review.")
+    final = sign_report(r, READER, PIN, outbox=ob, outputs=False)
+    final_sr = next(i for i in ob.items() if i.kind == "report").dicom_datasets()[0]
+    ref = final_sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert ref.ReferencedSOPInstanceUID == pre.sr.sop_instance_uid
+    fhir_p, hl7_p = ehr_outbound.handle_stored_sr(final_sr, tmp_path)
+    assert json.loads(fhir_p.read_text())["status"] == "final"  # supersedes a prelim: final, not a correction
+    assert final.record.content["preliminary_sr"]["sop_instance_uid"] == pre.sr.sop_instance_uid
+    sink = FileSink(tmp_path / "sink.json")
+    assert ob.deliver_due(sink) == 2
+    assert [c[0] for c in sink.calls()] == ["store", "store", "complete"]

@@ -62,7 +62,7 @@ needs_dcmtk = pytest.mark.skipif(not (shutil.which("dciodvfy") and shutil.which(
 
 
 @needs_dcmtk
-@pytest.mark.parametrize("kind", ["with images", "no image references", "addendum"])
+@pytest.mark.parametrize("kind", ["with images", "no image references", "addendum", "preliminary"])
 def test_sr_passes_dciodvfy_and_dsrdump(tmp_path, kind):
     r = rich_report(kind != "no image references")
     pre = None
@@ -74,7 +74,7 @@ def test_sr_passes_dciodvfy_and_dsrdump(tmp_path, kind):
         r.set_field("addendum", "Diameter re-measured: 12 mm.")
         pre = [predecessor_dataset(p.study_uid, p.series_uid, p.sop_class_uid, p.sop_instance_uid)]
     ds = build_report_sr(r, reader_name=READER.name, organization="ReadRoom Teleradiology", verified_at=SIGNED_AT,
-                         reader_id="reader1", predecessor_datasets=pre)
+                         reader_id="reader1", predecessor_datasets=pre, preliminary=kind == "preliminary")
     path = tmp_path / "sr.dcm"
     ds.save_as(path, enforce_file_format=True)
     v = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
@@ -84,7 +84,11 @@ def test_sr_passes_dciodvfy_and_dsrdump(tmp_path, kind):
     assert not problems, out
     d = subprocess.run(["dsrdump", "-Ee", str(path)], capture_output=True, text=True, check=False)
     assert d.returncode == 0 and "error" not in (d.stdout + d.stderr).lower(), d.stdout + d.stderr
-    assert "Completion Flag     : COMPLETE" in d.stdout and "Verification Flag   : VERIFIED" in d.stdout
+    assert "Completion Flag     : COMPLETE" in d.stdout
+    if kind == "preliminary":
+        assert "Verification Flag   : UNVERIFIED" in d.stdout and "Preliminary Flag    : PRELIMINARY" in d.stdout
+        return
+    assert "Verification Flag   : VERIFIED" in d.stdout
     assert "One^Reader" in d.stdout and '"Person Observer\'s Login Name")="reader1"' in d.stdout
     assert '"Impression"' in d.stdout and '"Procedure Findings"' in d.stdout
 
