@@ -811,8 +811,7 @@ class _Film:
 def _chest_pa(rows: int, cols: int, ps: float) -> np.ndarray:
     """PA chest, viewed as facing the patient (patient's left to the image right), with a RLL opacity."""
     f = _Film(rows, cols, ps)
-    f.ellipsoid(1.0, 0, 60, 165, 260, 110)  # trunk
-    f.ellipsoid(1.0, 0, -215, 60, 70, 55)  # neck
+    f.tube(110 / 165, [(0, -140), (0, 420)], 165)  # trunk: 330 mm wide, 220 mm deep
     f.ellipsoid(1.0, -150, -150, 45, 70, 50, angle=30)  # right shoulder
     f.ellipsoid(1.0, 150, -150, 45, 70, 50, angle=-30)  # left shoulder
     air = _Film(rows, cols, ps)
@@ -845,8 +844,7 @@ def _chest_pa(rows: int, cols: int, ps: float) -> np.ndarray:
 def _chest_lateral(rows: int, cols: int, ps: float) -> np.ndarray:
     """Left lateral chest, anterior to the image left: lungs superimposed, heart anterior, spine posterior."""
     f = _Film(rows, cols, ps)
-    f.ellipsoid(1.0, 0, 60, 115, 260, 165)  # trunk, seen from the side
-    f.ellipsoid(1.0, 25, -215, 55, 70, 60)  # neck
+    f.tube(165 / 115, [(0, -140), (0, 420)], 115)  # trunk seen from the side: 230 mm deep, 330 mm wide
     air = _Film(rows, cols, ps)
     air.ellipsoid(2.0, 10, -15, 88, 155, 64)  # both lungs, superimposed
     heart = _Film(rows, cols, ps)
@@ -855,7 +853,7 @@ def _chest_lateral(rows: int, cols: int, ps: float) -> np.ndarray:
     f.att -= 0.95 * np.maximum(air.att - heart.att, 0.0)
     z = -260.0
     while z < 330:  # vertebral bodies with disc spaces
-        f.ellipsoid(1.6, 80, z + 12, 17, 12, 20)
+        f.ellipsoid(2.6, 72, z + 12, 18, 12, 20)
         z += 28.0
     f.tube(1.6, [(-110, -160), (-104, 70)], 6, inner=3, inner_weight=0.8)  # sternum
     for i in range(9):
