@@ -68,6 +68,7 @@ def _bare_stack(shared, window_level):
 
     w = QVTKRenderWindowInteractor()
     w.resize(VIEW_PX, VIEW_PX)
+    w.move(VIEW_PX + 40, 0)  # beside ours, not on top of it
     w.show()
     w.Initialize()
     ren = vtkRenderer()
@@ -103,6 +104,7 @@ def _bare_oblique(shared, volume):
 
     w = QVTKRenderWindowInteractor()
     w.resize(VIEW_PX, VIEW_PX)
+    w.move(VIEW_PX + 40, 0)  # beside ours, not on top of it
     w.show()
     w.Initialize()
     ren = vtkRenderer()
@@ -111,6 +113,7 @@ def _bare_oblique(shared, volume):
     rs.SetInputData(shared.image)
     rs.SetOutputDimensionality(2)
     rs.SetInterpolationModeToLinear()
+    rs.AutoCropOutputOn()  # the whole oblique plane through the volume, as ours shows
     b = shared.image.GetBounds()
     centre = ((b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2)
     rs.SetResliceAxesOrigin(*centre)
@@ -271,7 +274,7 @@ def _memory(ctx) -> list[Result]:
         files = write_ct_series(ctx.workdir / "render-ct", n_slices=SHAPE[0], rows=SHAPE[1], cols=SHAPE[2])
         args = [str(p) for p in files]
         source = "write_ct_series + load_series"
-    proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, *args], check=False, capture_output=True, text=True,
                           timeout=900, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     if proc.returncode != 0:
         raise RuntimeError(f"memory probe failed: {proc.stderr[-2000:]}")

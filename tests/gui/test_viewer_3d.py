@@ -30,6 +30,9 @@ def test_volume_rendering_is_not_empty_and_says_which_renderer_ran(qtbot, mode):
     view.show()
     qtbot.waitExposed(view)
     view.set_volume(vol, shared=shared, preset="bone")
+    view.render()
+    assert view.backend in view.info.GetInput()          # the renderer that ran is shown on screen
+    view.info.SetVisibility(False)                        # count only the rendered volume below
     img = view.grab_rgb()
     assert lit_fraction(img) > 0.01
     assert buffer_address(view.mapper.GetInput()) == vol.voxels.ctypes.data  # mapper reads the shared buffer
@@ -53,6 +56,7 @@ def test_anterior_view_puts_patient_left_on_screen_right(qtbot):
     view.show()
     qtbot.waitExposed(view)
     view.set_volume(vol, preset="bone")
+    view.info.SetVisibility(False)
     img = view.grab_rgb()
     bg = img[2, 2].astype(int)
     ys, xs = np.nonzero(np.abs(img.astype(int) - bg).sum(axis=2) > 30)

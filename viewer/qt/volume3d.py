@@ -19,6 +19,7 @@ from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
 from vtkmodules.vtkRenderingCore import (
     vtkColorTransferFunction,
     vtkRenderer,
+    vtkTextActor,
     vtkVolume,
     vtkVolumeProperty,
     vtkWindowToImageFilter,
@@ -79,6 +80,11 @@ class VolumeView(QWidget):
         self.shared: SharedImage | None = None
         self.preset = "bone"
         self.backend = ""
+        self.info = vtkTextActor()   # which renderer ran, on screen (and in screenshots)
+        self.info.GetTextProperty().SetFontSize(13)
+        self.info.GetTextProperty().SetColor(0.8, 0.8, 0.6)
+        self.info.SetPosition(6, 6)
+        self.renderer.AddViewProp(self.info)
 
     def set_volume(self, volume, shared: SharedImage | None = None, preset: str = "bone") -> None:
         if volume.voxels.ndim != 3:
@@ -115,6 +121,7 @@ class VolumeView(QWidget):
         self.property.SetDiffuse(0.7)
         self.property.SetSpecular(0.2)
         self.preset = name
+        self.info.SetInput(f"3D {name.replace('_', ' ')}: {self.backend}")
         if render:
             self.render()
 
@@ -134,7 +141,11 @@ class VolumeView(QWidget):
 
     def render(self) -> None:
         self.render_window.Render()
-        self.backend = self._describe_backend()
+        backend = self._describe_backend()
+        if backend != self.backend:   # known only after the first frame: show it, then draw once more
+            self.backend = backend
+            self.info.SetInput(f"3D {self.preset.replace('_', ' ')}: {backend}")
+            self.render_window.Render()
 
     def _describe_backend(self) -> str:
         if self.mapper is None:
