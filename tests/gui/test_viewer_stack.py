@@ -251,3 +251,32 @@ def test_monochrome1_radiograph_starts_inverted(view, real_data):
     assert view.inverted
     img = view.grab_rgb()
     assert img.mean() > 5
+
+
+def test_progressive_display_with_the_streaming_loader(view):
+    """The loader's VolumeBuilder preallocates the volume; the view shows each slice as its instance arrives,
+    reading the builder's own buffer (no copy)."""
+    from viewer.synthetic import axial_positions, make_slice_series
+    from viewer.volume import VolumeBuilder
+
+    def values(n, jj, ii):
+        return (1024 + 100 * n + 0 * ii).astype(np.int16)   # slice n holds 100 * n HU everywhere
+
+    datasets = make_slice_series(axial_positions(10, step=2.0), rows=32, cols=32, values=values)
+    builder = VolumeBuilder(datasets)
+    vol = builder.volume
+    view.set_volume(vol, arrived=set())
+    assert buffer_address(view.mapper.GetInput()) == vol.voxels.ctypes.data
+    order = [7, 2, 9, 0, 1, 3, 4, 5, 6, 8]   # the cloud sends the slice on screen first, then the rest
+    for n, idx in enumerate(order):
+        for k in builder.add_instance(datasets[idx]):
+            view.slice_arrived(k)
+        if n == 0:
+            first = view.k
+            assert vol.voxels[first].mean() == 700        # slice 7 arrived first and is on screen
+            view.set_window_level(2000, 700)
+            assert abs(pixel_at(view, view.slice_position())[0] - 127) <= 3
+            assert view.has_slice(first) and not view.has_slice(0)
+    assert builder.complete and view.arrived is None      # all there: no more "loading" states
+    view.set_slice(3)
+    assert abs(pixel_at(view, view.slice_position())[0] - expected_grey(300, 2000, 700)) <= 3
