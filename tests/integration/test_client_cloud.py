@@ -113,9 +113,10 @@ def test_retrieval_pixel_exact_for_uncompressed_rle_and_j2k(cloud, readroom_home
     cache = InstanceCache()
     fetcher = StudyFetcher(session_for(cloud, "reader1"), cache)
     for ts, st in wanted.items():
-        seen = {}
-        result = fetcher.fetch_study(st.study_uid, on_instance=seen.__setitem__)
+        seen, meta = {}, []
+        result = fetcher.fetch_study(st.study_uid, on_instance=seen.__setitem__, on_metadata=meta.extend)
         assert result.complete and result.fetched == len(st.files) == len(seen)
+        assert {m["00080018"]["Value"][0] for m in meta} == set(seen)  # WADO-RS metadata for the viewer
         for f in st.files:
             src = pydicom.dcmread(f)
             got = cache.get_dataset(src.SOPInstanceUID)
