@@ -1,4 +1,4 @@
-"""`readroom report sign | addendum | keygen | verify` and `readroom outbox`: the reporting command line.
+"""`readroom report sign | addendum | keygen | export | verify` and `readroom outbox`: the reporting command line.
 
 Owns argument parsing and printing only; the work is done by :mod:`reporting.workflow` (the same code path as the
 GUI's Sign button) and :mod:`reporting.outbox`. Connection options are the worklist CLI's (``--profile`` or
@@ -38,6 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--organization", default="", help="verifying organization written into the SR")
     p.add_argument("--accept-warnings", action="store_true", help="sign even if validation warned")
     p.add_argument("--no-send", action="store_true", help="only queue in the outbox (send later)")
+    p.add_argument("--preliminary", action="store_true",
+                   help="send a preliminary (unsigned, unverified) report instead; the workitem stays open")
     p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser("addendum", help="add an addendum to the last signed report of a study")
@@ -190,10 +192,17 @@ def cmd_sign(args) -> int:
     from cloud_client.session import DicomWebSession
     from cloud_client.worklist import WorklistClient
     from reporting import signing
+    from reporting.drafts import DraftStore
     from reporting.model import Person, Report
     from reporting.outbox import Outbox
     from reporting.templates import choose_template, default_library
-    from reporting.workflow import NeedsConfirmation, ValidationFailed, sign_report, write_outputs
+    from reporting.workflow import (
+        NeedsConfirmation,
+        ValidationFailed,
+        send_preliminary,
+        sign_report,
+        write_outputs,
+    )
 
     try:
         data = json.loads(args.values.read_text(encoding="utf-8"))
@@ -210,9 +219,30 @@ def cmd_sign(args) -> int:
             reader = Person(profile.user, args.name or profile.user)
             template = (default_library().get(args.template) if args.template
                         else choose_template(ctx.modality, ctx.body_part, ctx.description))
-            report = Report(template, ctx, author=reader)
+            drafts = DraftStore()
+            report = drafts.load(ctx.study_uid)  # e.g. after a preliminary report: continue that one
+            if report is None or report.template.id != template.id:
+                report = Report(template, ctx, author=reader)
+            else:
+                report.study = ctx
             apply_values(report, data, reader)
             outbox = Outbox()
+            if args.preliminary:
+                try:
+                    pre = send_preliminary(report, reader, organization=args.organization, outbox=outbox,
+                                           accept_warnings=args.accept_warnings)
+                except ValidationFailed as exc:
+                    _err(str(exc))
+                    return EXIT_INVALID
+                except NeedsConfirmation as exc:
+                    _err(str(exc) + "\n(use --accept-warnings to send anyway)")
+                    return EXIT_CONFIRM
+                drafts.save(report)  # the final report continues from here and supersedes the preliminary
+                print(f"Preliminary report: SR {pre.sr.sop_instance_uid}")
+                if args.no_send:
+                    print(f"Queued. {outbox.status_text()}.")
+                    return 0
+                return _deliver(outbox, pre.outbox_item.item_id, args, session, wl)
             try:
                 result = sign_report(report, reader, _pin(reader.user_id), organization=args.organization,
                                      outbox=outbox, accept_warnings=args.accept_warnings, outputs=False)

@@ -208,14 +208,22 @@ def test_cli_sign_addendum_chain_and_verify(empty_cloud, real_data, tmp_path):
                                                 "recipient": "Dr. Ward", "method": "phone",
                                                 "at": "2026-03-04T10:00:00+00:00", "read_back": True}]}))
     out = _cli("report", "sign", *conn, "--workitem", wi, "--template", "xr-chest", "--values", str(values),
+               "--name", "One^Reader", "--preliminary")
+    assert "Preliminary report" in out.stdout and "Sent to the archive." in out.stdout
+    assert _workitem(c, wi)["00741000"]["Value"] == ["IN PROGRESS"]  # a preliminary does not finish the work
+    out = _cli("report", "sign", *conn, "--workitem", wi, "--template", "xr-chest", "--values", str(values),
                "--name", "One^Reader")
     assert "Sent to the archive." in out.stdout
     assert _workitem(c, wi)["00741000"]["Value"] == ["COMPLETED"]
     out = _cli("report", "addendum", *conn, "--study", study, "--text", "Comparison with prior: new finding.")
     assert "Signed addendum" in out.stdout and "Sent to the archive." in out.stdout
-    srs = sorted(_srs_in_archive(c, study), key=lambda d: "PredecessorDocumentsSequence" in d)
-    assert len(srs) == 2
-    first, addendum = srs
+    srs = _srs_in_archive(c, study)
+    assert len(srs) == 3
+    [prelim] = [d for d in srs if d.PreliminaryFlag == "PRELIMINARY"]
+    [first] = [d for d in srs if d.PreliminaryFlag == "FINAL" and d.SeriesDescription.startswith("Report")]
+    [addendum] = [d for d in srs if d.SeriesDescription.startswith("Addendum")]
+    pre = first.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert pre.ReferencedSOPInstanceUID == prelim.SOPInstanceUID  # the final supersedes the preliminary
     pre = addendum.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
     assert pre.ReferencedSOPInstanceUID == first.SOPInstanceUID
     from reporting.sr import text_from_sr
@@ -236,6 +244,12 @@ def test_cli_sign_addendum_chain_and_verify(empty_cloud, real_data, tmp_path):
     statuses = sorted(parse_oru(p.read_bytes().decode()).oru_r01_patient_result.oru_r01_order_observation.obr.obr_25.value
                       for p in out_dir.glob("*.oru_r01.hl7"))
     assert statuses == ["C", "F"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(list(c.outbound_dir.glob("*.oru.hl7"))) < 3:
+        time.sleep(0.3)
+    cloud_statuses = sorted(parse_oru(p.read_bytes().decode()).oru_r01_patient_result.oru_r01_order_observation
+                            .obr.obr_25.value for p in c.outbound_dir.glob("*.oru.hl7"))
+    assert cloud_statuses == ["C", "F", "P"]  # the clinic's EHR got preliminary, final and addendum
 
 
 def test_blind_peer_review_stored_on_archive_and_listed_per_reader(empty_cloud, real_data):
