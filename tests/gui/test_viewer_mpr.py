@@ -130,6 +130,29 @@ def test_oblique_rotation_keeps_crosshair_and_updates_letters(mpr):
                                                                           pytest.approx(50, abs=0.1))
 
 
+def test_ctrl_drag_rotates_and_keys_change_the_slab(mpr, qtbot):
+    from PySide6.QtCore import Qt
+
+    from viewer.qt.testing import drag
+
+    vol = ct_phantom(shape=(40, 96, 96), spacing=(1.0, 1.0, 1.0))
+    mpr.set_volume(vol)
+    ax, co = mpr.views["axial"], mpr.views["coronal"]
+    c = ax.display_to_qt(*ax.patient_to_display(mpr.point))
+    # a quarter circle around the crosshair, counter-clockwise on screen, holding Ctrl
+    start, end = (c.x() + 100, c.y()), (c.x(), c.y() - 100)
+    drag(ax.canvas, start, end, steps=12, modifiers=Qt.ControlModifier)
+    turned = np.degrees(np.arccos(abs(co.ex @ np.array([1.0, 0, 0]))))
+    assert turned == pytest.approx(90.0, abs=1.0)
+    assert co.orientation == "sagittal"          # a coronal plane turned 90 degrees about S is sagittal
+    assert ax.orientation == "axial" and co.distance_from_plane(mpr.point) < 1e-6
+    for _ in range(3):
+        qtbot.keyClick(co.canvas, Qt.Key_BracketRight)
+    assert all(v.slab_mm == 6.0 and v.slab_mode == "mip" for v in mpr.views.values())
+    qtbot.keyClick(co.canvas, Qt.Key_M)
+    assert all(v.slab_mode == "minip" for v in mpr.views.values())
+
+
 def test_window_level_is_linked_across_the_three_views(mpr):
     mpr.set_volume(ct_phantom(shape=(20, 64, 64)))
     mpr.views["coronal"].set_window_level(1500, -600)

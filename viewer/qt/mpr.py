@@ -18,6 +18,7 @@ from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkImagingCore import vtkImageReslice
 from vtkmodules.vtkRenderingCore import vtkActor2D, vtkCoordinate, vtkImageSliceMapper, vtkPolyDataMapper2D
 
+from viewer.orientation import plane_name
 from viewer.qt.events import event
 from viewer.qt.viewport import ImageView, calibration_text, default_window_level
 from viewer.qt.vtk_bridge import SharedImage, data_to_patient, to_vtk_matrix, volume_to_vtk_image
@@ -44,6 +45,8 @@ class MprViewport(ImageView):
     """One reformatted plane of a Volume."""
 
     planeChanged = event()
+    rotateRequested = event()   # degrees: ctrl+drag around the crosshair turns the other planes (oblique)
+    slabRequested = event()     # (thickness_mm, mode) from the keyboard: [ ] thinner/thicker, M cycles the mode
 
     def __init__(self, parent: QWidget | None = None, orientation: str = "axial") -> None:
         super().__init__(parent)
@@ -121,6 +124,7 @@ class MprViewport(ImageView):
             self.ey = ey / np.linalg.norm(ey)
         if centre is not None:
             self.centre = np.asarray(centre, float)
+        self.orientation = plane_name(self.ex, self.ey)
         self._update_reslice()
         if refit:
             self.fit()
@@ -189,6 +193,42 @@ class MprViewport(ImageView):
     def slice_location(self) -> float:
         return float(self.centre @ self.normal)
 
+    # ----- gestures specific to MPR
+    def _mouse_press(self, ev) -> None:
+        from PySide6.QtCore import Qt
+
+        if ev.button() == Qt.LeftButton and ev.modifiers() & Qt.ControlModifier and self.crosshair_point is not None:
+            x, y = self.qt_to_display(ev.position())
+            self._drag = {"mode": "rotate", "x": x, "y": y, "acc": 0.0}
+            return
+        super()._mouse_press(ev)
+
+    def _mouse_move(self, ev) -> None:
+        if self._drag and self._drag["mode"] == "rotate":
+            x, y = self.qt_to_display(ev.position())
+            c = self.patient_to_display(self.crosshair_point)
+            a0 = np.degrees(np.arctan2(self._drag["y"] - c[1], self._drag["x"] - c[0]))
+            a1 = np.degrees(np.arctan2(y - c[1], x - c[0]))
+            self._drag["x"], self._drag["y"] = x, y
+            delta = (a1 - a0 + 180.0) % 360.0 - 180.0
+            if delta:
+                self.rotateRequested.emit(float(delta))
+            return
+        super()._mouse_move(ev)
+
+    def _key(self, ev) -> None:
+        from PySide6.QtCore import Qt
+
+        k = ev.key()
+        if k in (Qt.Key_BracketRight, Qt.Key_BracketLeft):
+            step = 2.0 if k == Qt.Key_BracketRight else -2.0
+            self.slabRequested.emit(max(0.0, self.slab_mm + step), self.slab_mode)
+        elif k == Qt.Key_M:
+            mode = SLAB_MODES[(SLAB_MODES.index(self.slab_mode) + 1) % len(SLAB_MODES)]
+            self.slabRequested.emit(self.slab_mm, mode)
+        else:
+            super()._key(ev)
+
     # ----- overlays
     def update_overlays(self) -> None:
         super().update_overlays()
@@ -255,9 +295,11 @@ class MprWidget(QWidget):
             grid.addWidget(self.view3d, 1, 1)
         self.point = np.zeros(3)
         self._linking = False
-        for v in self.views.values():
+        for name, v in self.views.items():
             v.cursorPicked.connect(self.set_crosshair)
             v.windowLevelChanged.connect(self._link_wl)
+            v.rotateRequested.connect(lambda deg, n=name: self.rotate_oblique(n, deg))
+            v.slabRequested.connect(self.set_slab)
             v.set_tool("crosshair")
 
     def set_volume(self, volume, shared: SharedImage | None = None) -> None:
@@ -287,8 +329,10 @@ class MprWidget(QWidget):
         r = rotation_matrix(self.views[about].normal, angle_deg)
         for name, v in self.views.items():
             if name != about:
-                v.orientation = "oblique" if angle_deg % 360 else name
-                v.set_plane(ex=r @ v.ex, ey=r @ v.ey, centre=self.point, refit=True)
+                before = v.patient_to_display(self.point)
+                v.set_plane(ex=r @ v.ex, ey=r @ v.ey, centre=self.point)
+                after = v.patient_to_display(self.point)
+                v.pan(*(before - after))            # the crosshair stays where it was on screen
         self.set_crosshair(self.point)
 
     def set_slab(self, thickness_mm: float, mode: str = "mip") -> None:
