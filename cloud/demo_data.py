@@ -59,6 +59,8 @@ from pydicom.valuerep import DSfloat
 
 __all__ = [
     "ABDOMEN_AORTA_DIAMETER_MM",
+    "ABDOMEN_APPENDIX_CENTER_LPS",
+    "ABDOMEN_APPENDIX_DIAMETER_MM",
     "DEMO_KEYS",
     "HEAD_BLEED_CENTER_LPS",
     "HEAD_BLEED_DIAMETER_MM",
@@ -93,6 +95,12 @@ HEAD_BLEED_CENTER_LPS = (-31.5, -24.0, HEAD_SLICE_Z0 + HEAD_BLEED_SLICE_INDEX * 
 #: The abdomen CT's aorta is a straight vertical cylinder of this diameter (mm) over the upper abdomen.
 ABDOMEN_AORTA_DIAMETER_MM = 22.0
 ABDOMEN_AORTA_CENTER_XY = (14.0, 22.0)
+ABDOMEN_TOP_Z = -95.0  # z of the first (most superior) abdomen slice; slices every 2.0 mm downwards
+#: The inflamed appendix (outer wall) is a vertical ellipsoid whose section through its centre is a
+#: circle of this diameter (mm; > 6 mm is the CT sign of appendicitis), centred at this LPS position
+#: (on a slice centre).
+ABDOMEN_APPENDIX_DIAMETER_MM = 11.0
+ABDOMEN_APPENDIX_CENTER_LPS = (-68.0, -18.0, ABDOMEN_TOP_Z - 330.0)
 #: The current wrist radiograph carries a steel calibration ball of this diameter (mm) at the detector
 #: plane (magnification 1.0): measure it with ImagerPixelSpacing.
 WRIST_BALL_DIAMETER_MM = 25.0
@@ -122,7 +130,7 @@ class KnownObject:
     """
 
     name: str
-    kind: str  # "sphere" | "cylinder" | "disc"
+    kind: str  # "sphere" | "cylinder" | "disc" | "sphere-section" (an ellipsoid's central section)
     diameter_mm: float
     series_uid: str
     sop_instance_uid: str
@@ -489,6 +497,7 @@ def _abdomen_shapes(top_z: float) -> list[_Shape]:
 
     ax, ay = ABDOMEN_AORTA_CENTER_XY
     ra = ABDOMEN_AORTA_DIAMETER_MM / 2
+    app, app_r = ABDOMEN_APPENDIX_CENTER_LPS, ABDOMEN_APPENDIX_DIAMETER_MM / 2
     # painted in order: body wall, then organs, then bones and muscles behind them, vessels last
     s: list[_Shape] = [
         cyl(0, 5, 30, -430, 165, 118, -105),  # subcutaneous fat
@@ -514,10 +523,10 @@ def _abdomen_shapes(top_z: float) -> list[_Shape]:
         _Shape(at(10, -30, -230), (55, 40, 50), 28),  # small bowel loops (fluid-filled)
         _Shape(at(25, -45, -265), (18, 14, 20), -900),  # gas in a small bowel loop
         # the appendix: inflamed (11 mm), enhancing wall, fluid lumen, fat stranding, appendicolith
-        _Shape(at(-68, -18, -330), (13, 13, 34), -25),  # fat stranding
-        _Shape(at(-68, -18, -330), (5.5, 5.5, 24), 120),  # wall
-        _Shape(at(-68, -18, -330), (3.2, 3.2, 21), 18),  # lumen
-        _Shape(at(-68, -18, -338), (2.8, 2.8, 2.8), 650),  # appendicolith
+        _Shape(app, (13, 13, 34), -25),  # fat stranding
+        _Shape(app, (app_r, app_r, 24), 120),  # wall
+        _Shape(app, (3.2, 3.2, 21), 18),  # lumen
+        _Shape((app[0], app[1], app[2] - 8), (2.8, 2.8, 2.8), 650),  # appendicolith
         _Shape(at(0, -35, -385), (48, 36, 38), 8),  # urinary bladder
         # muscles and bones
         cyl(42, 42, -130, -340, 17, 16, 52),  # left psoas
@@ -1313,7 +1322,7 @@ def _ct_head(out: Path, spec: _StudySpec) -> DemoStudy:
 
 
 def _ct_abdomen(out: Path, spec: _StudySpec) -> DemoStudy:
-    top = -95.0
+    top = ABDOMEN_TOP_Z
     n = 200
     zs = [top - 2.0 * i for i in range(n)]  # head to feet, as scanned
     series_uid, files, sops = _ct_series(
@@ -1343,7 +1352,16 @@ def _ct_abdomen(out: Path, spec: _StudySpec) -> DemoStudy:
             sop_instance_uid=sops[k],
             center=(*ABDOMEN_AORTA_CENTER_XY, zs[k]),
             note=f"vertical cylinder (185 HU) from z={top + 30:.1f} down to z={top - 250:.1f}",
-        )
+        ),
+        KnownObject(
+            name="appendix",
+            kind="sphere-section",
+            diameter_mm=ABDOMEN_APPENDIX_DIAMETER_MM,
+            series_uid=series_uid,
+            sop_instance_uid=sops[zs.index(ABDOMEN_APPENDIX_CENTER_LPS[2])],
+            center=ABDOMEN_APPENDIX_CENTER_LPS,
+            note="outer wall (120 HU) of a vertical ellipsoid; fluid lumen 6.4 mm (18 HU); stranding -25 HU",
+        ),
     ]
     return _study_result(spec, files, [series_uid], RLELossless, known)
 

@@ -120,6 +120,51 @@ def test_ct_head_phantom_values_and_size(demo):
     assert hu[0, 0] < -900  # air outside the head
 
 
+def _runs(classes: list[str]) -> list[str]:
+    """Collapse a sequence of labels into its runs ("a a b b a" -> ["a", "b", "a"])."""
+    return [c for i, c in enumerate(classes) if i == 0 or c != classes[i - 1]]
+
+
+def test_ct_head_layers_from_brain_to_air(demo):
+    """Along rows through the head, outward from the middle: brain, then skull (bone HU), scalp, air."""
+    head = _by_desc(demo, "CT HEAD")
+    dss = _read_sorted(head)
+    ds = dss[len(dss) * 2 // 3]  # above the skull base
+    hu = _hu(ds)
+    r, c = _pixel_of(ds, (0.0, 0.0, float(ds.ImagePositionPatient[2])))
+
+    def label(v: float) -> str:
+        return "air" if v < -500 else "bone" if v > 600 else "soft" if -150 < v < 100 else "edge"
+
+    for step in (1, -1):  # towards patient left, towards patient right
+        values = hu[r - 1 : r + 2, :].mean(axis=0)[c::step]
+        seq = [x for x in _runs([label(v) for v in values]) if x != "edge"]
+        assert _runs(seq) == ["soft", "bone", "soft", "air"], _runs(seq)
+        bone = values[[label(v) == "bone" for v in values]]
+        assert bone.max() > 1200  # cortical skull
+
+
+def test_ct_abdomen_organs_enhance_like_portal_venous_phase(demo):
+    abd = _by_desc(demo, "CT ABDOMEN")
+    dss = _read_sorted(abd)
+    by_z = {round(float(d.ImagePositionPatient[2]), 3): d for d in dss}
+    top = demo_data.ABDOMEN_TOP_Z
+
+    def hu_at(x: float, y: float, z: float) -> float:
+        d = by_z[round(z, 3)]
+        r, c = _pixel_of(d, (x, y, z))
+        return float(_hu(d)[r - 3 : r + 4, c - 3 : c + 4].mean())
+
+    assert 90 < hu_at(-100.0, -10.0, top - 60) < 130  # liver
+    assert 150 < hu_at(-88.0, 45.0, top - 150) < 200  # right kidney cortex
+    assert 180 < hu_at(0.0, 52.0, top - 14) < 260  # vertebral body (cancellous)
+    assert hu_at(-98.0, 8.0, top - 220) < -700  # gas in the ascending colon
+    assert -140 < hu_at(0.0, -107.0, top - 200) < -60  # subcutaneous fat
+    ax, ay, az = demo_data.ABDOMEN_APPENDIX_CENTER_LPS
+    assert hu_at(ax, ay, az) < 60  # appendix lumen (fluid) ...
+    assert -60 < hu_at(ax + 10.0, ay, az) < 10  # ... in stranded fat
+
+
 def test_ct_abdomen_is_rle_and_has_contrast_filled_aorta(demo):
     abd = _by_desc(demo, "CT ABDOMEN")
     assert abd.transfer_syntax == pydicom.uid.RLELossless

@@ -158,3 +158,29 @@ def test_gallstone_from_ultrasound_region_calibration(demo):
     )
     assert abs(wr * dx_mm - obj.diameter_mm) < TOLERANCE_MM, wr * dx_mm
     assert abs(wc * dy_mm - obj.diameter_mm) < TOLERANCE_MM, wc * dy_mm
+
+
+def _outer_width(profile: np.ndarray, centre: float, level: float, reach: int) -> float:
+    """Width (pixels) between the outermost crossings of ``level`` within ``reach`` of ``centre``."""
+    i = round(centre)
+    above = np.flatnonzero(profile[i - reach : i + reach + 1] > level) + i - reach
+    first, last = int(above[0]), int(above[-1])
+    left = first - (profile[first] - level) / (profile[first] - profile[first - 1])
+    right = last + (profile[last] - level) / (profile[last] - profile[last + 1])
+    return right - left
+
+
+def test_appendix_outer_diameter_from_headers(demo):
+    obj, ds, _ = _known(demo["CT ABDOMEN"], "appendix")
+    assert obj.diameter_mm > 6.0  # the CT criterion for appendicitis
+    r, c, off_plane = _patient_to_pixel(ds, obj.center)
+    assert abs(off_plane) < 1e-3
+    hu = _hu(ds)
+    _, _, _, dr, dc = _plane(ds)
+    assert hu[round(r), round(c)] < 60  # fluid-filled lumen in the middle
+    level = (120.0 + -25.0) / 2  # enhancing wall against the stranded fat around it
+    reach = round(obj.diameter_mm / dc)
+    rows = hu[round(r) - 1 : round(r) + 2, :].mean(axis=0)
+    cols = hu[:, round(c) - 1 : round(c) + 2].mean(axis=1)
+    assert abs(_outer_width(rows, c, level, reach) * dc - obj.diameter_mm) < TOLERANCE_MM
+    assert abs(_outer_width(cols, r, level, reach) * dr - obj.diameter_mm) < TOLERANCE_MM
