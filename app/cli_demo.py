@@ -39,17 +39,19 @@ def choose_keyring() -> str:
         import keyring
 
         backend = keyring.get_keyring()
-        name = (type(backend).__module__ + "." + type(backend).__name__).lower()
-        if "fail" in name or "null" in name:
+        chain = list(getattr(backend, "backends", None) or [backend])   # ChainerBackend: writes go to [0]
+        first = chain[0] if chain else backend
+        name = (type(first).__module__ + "." + type(first).__name__).lower()
+        if "fail" in name or "null" in name or "chainer" in name:
             raise RuntimeError("no keyring backend")
         if name.startswith("keyrings.alt"):
             # plaintext/encrypted files in the home folder, not an OS keyring: keep demo secrets off disk
             raise RuntimeError("only a file-based keyring")
         probe = "readroom-demo-probe"
-        backend.set_password("ReadRoom", probe, "1")
-        ok = backend.get_password("ReadRoom", probe) == "1"
+        first.set_password("ReadRoom", probe, "1")
+        ok = first.get_password("ReadRoom", probe) == "1"
         try:
-            backend.delete_password("ReadRoom", probe)
+            first.delete_password("ReadRoom", probe)
         except Exception as exc:  # noqa: BLE001 - the probe may already be gone
             log.debug("keyring probe not deleted: %s", type(exc).__name__)
         if not ok:

@@ -88,6 +88,15 @@ def main(out: str) -> int:
         win.move(0, 0)
         _wait(app, lambda: win.worklist.model.rowCount() > 0, what="worklist")
         _shot(app, win, out_dir / "app-worklist.png")
+        # tonight's STAT: the head CT, hung as brain + bone windows by the hanging protocol
+        win.worklist.select_row(0)
+        loaded = []
+        win.reading.study_loaded.connect(loaded.append)
+        win.worklist.claim_and_open()
+        _wait(app, lambda: bool(loaded), timeout=300, what="head CT")
+        for vp in win.reading.panes:
+            vp.set_slice(int(vp.volume.shape[0] * 0.62))
+        _shot(app, win, out_dir / "app-reading.png")
         win.close()
         win.ws.close()
 
@@ -104,7 +113,6 @@ def main(out: str) -> int:
         win.reading.study_loaded.connect(loaded.append)
         win.worklist.claim_and_open()
         _wait(app, lambda: bool(loaded), what="chest study")
-        _shot(app, win, out_dir / "app-reading.png")
 
         from dictation.events import Command, CommandEvent, FinalText, PartialText
 
@@ -128,7 +136,11 @@ def main(out: str) -> int:
         # reports by two readers on the archive, then the QA reviewer
         from reporting import signing
 
-        signing.generate_key("reader1", "reader1-pin")
+        from cloud_client import secrets
+
+        print(f"keyring in use: {type(secrets._backend()).__name__}", flush=True)
+        if not signing.has_key("reader1"):
+            signing.generate_key("reader1", "reader1-pin")
         head = next(s for s in cloud.seeded if s.body_part == "HEAD")
         chest_uid = chest.study_uid
         s1 = sign_in(demo_profile(cloud, "reader1"), "reader1")
