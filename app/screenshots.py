@@ -134,9 +134,8 @@ def main(out: str) -> int:
         win.ws.close()
 
         # reports by two readers on the archive, then the QA reviewer
-        from reporting import signing
-
         from cloud_client import secrets
+        from reporting import signing
 
         print(f"keyring in use: {type(secrets._backend()).__name__}", flush=True)
         if not signing.has_key("reader1"):
