@@ -144,7 +144,10 @@ pid {layout.nginx / 'nginx.pid'};
 error_log {layout.logs / 'nginx-error.log'} warn;
 events {{ worker_connections 1024; }}
 http {{
-  access_log {layout.logs / 'nginx-access.log'};
+  # No query strings in the log: QIDO/UPS-RS searches carry PatientID and names there.
+  log_format readroom_noquery '$remote_addr $remote_user [$time_local] "$request_method $uri" '
+                              '$status $body_bytes_sent $request_time';
+  access_log {layout.logs / 'nginx-access.log'} readroom_noquery;
   client_body_temp_path {tmp / 'body'};
   proxy_temp_path {tmp / 'proxy'};
   fastcgi_temp_path {tmp / 'fastcgi'};

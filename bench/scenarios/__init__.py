@@ -1,0 +1,1 @@
+"""Benchmark scenarios: one module per hot path (worklist, fetch, render, sign, dictation); see bench.harness."""
