@@ -1069,11 +1069,11 @@ def _dx_image(
         wc = 4095 - wc
         ds.PhotometricInterpretation = "MONOCHROME1"
         ds.PresentationLUTShape = "INVERSE"
-        ds.PixelIntensityRelationshipSign = -1
+        ds.PixelIntensityRelationshipSign = 1  # higher values: more beam intensity (less attenuation)
     else:
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.PresentationLUTShape = "IDENTITY"
-        ds.PixelIntensityRelationshipSign = 1
+        ds.PixelIntensityRelationshipSign = -1  # higher values: less beam intensity (bone is bright)
     ds.WindowCenter = wc
     ds.WindowWidth = ww
     ds.LossyImageCompression = "00"

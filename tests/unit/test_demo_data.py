@@ -226,7 +226,11 @@ def test_chest_pa_and_lateral(demo):
         assert float(d.WindowWidth) > 0 and 0 < float(d.WindowCenter) < 4096
         arr = d.pixel_array.astype(np.float64)
         if d.PhotometricInterpretation == "MONOCHROME1":
+            # stored values grow with beam intensity: air and lung are high, shown dark by the inversion
+            assert (d.PresentationLUTShape, d.PixelIntensityRelationshipSign) == ("INVERSE", 1)
             arr = 4095 - arr  # brightness: high = dense
+        else:
+            assert (d.PresentationLUTShape, d.PixelIntensityRelationshipSign) == ("IDENTITY", -1)
         rows, cols = arr.shape
 
         def box(fr: float, fc: float, arr=arr, rows=rows, cols=cols) -> float:
