@@ -29,11 +29,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_logging(verbose: bool) -> None:
+    """Warnings to the terminal; INFO and up (DEBUG with -v) to a rotating file for the clinic's IT.
+
+    The log never holds patient data: modules log UIDs, counts and error types, never names or IDs.
+    """
+    from logging.handlers import RotatingFileHandler
+
+    from cloud_client import paths
+
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    console = logging.StreamHandler()
+    console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    console.setFormatter(fmt)
+    root.addHandler(console)
+    try:
+        handler = RotatingFileHandler(paths.log_dir() / "readroom.log", maxBytes=5_000_000, backupCount=5)
+    except OSError as exc:
+        root.warning("cannot write the log file (%s); logging to the terminal only", type(exc).__name__)
+        return
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(args.verbose)
     func = getattr(args, "func", None)
     if func is None:
         if "app.cli_gui" in sys.modules:
