@@ -1081,6 +1081,10 @@ def _dx_image(
     ds.CalibrationImage = "NO"
     ds.DetectorType = "SCINTILLATOR"
     ds.ImagerPixelSpacing = [imager_spacing, imager_spacing]
+    if body_part == "CHEST":  # erect chest stand at 180 cm; the wrist lies on the detector (no distances)
+        ds.DistanceSourceToDetector = 1800
+        ds.DistanceSourceToPatient = 1650
+        ds.EstimatedRadiographicMagnificationFactor = _ds(round(1800 / 1650, 4))
     ds.KVP = 110 if body_part == "CHEST" else 55
     ds.ExposureInuAs = 2_000_000 if body_part == "CHEST" else 2_500_000
     ds.AcquisitionContextSequence = DicomSequence([])
