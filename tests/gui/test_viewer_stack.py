@@ -218,6 +218,9 @@ def test_corner_text_scale_bar_and_calibration_label(view):
     assert "SYNTHETIC^PHANTOM" in texts[2]
     assert "W " in texts[1] and "Zoom" in texts[1]
     assert "Im 5/8" in texts[0]
+    assert "Loc S 1.0 mm" in texts[0]           # slice 5 of 8 at z = +1.0 mm (superior)
+    view.set_slice(0)
+    assert "Loc I 7.0 mm" in view.corner_texts()[0]   # z = (0 - 3.5) * 2 mm
     assert view.overlays.bar.GetVisibility() and view.overlays.bar_mm > 0
     # the bar is as long on screen as its label says
     p0 = view.overlays._bar_pts.GetPoint(1)

@@ -20,6 +20,7 @@ from vtkmodules.vtkRenderingCore import vtkActor2D, vtkCoordinate, vtkImageSlice
 
 from viewer.orientation import plane_name
 from viewer.qt.events import event
+from viewer.qt.overlays import position_text
 from viewer.qt.viewport import ImageView, calibration_text, default_window_level
 from viewer.qt.vtk_bridge import SharedImage, data_to_patient, to_vtk_matrix, volume_to_vtk_image
 
@@ -260,7 +261,7 @@ class MprViewport(ImageView):
     def corner_texts(self) -> dict[int, str]:
         md = self.volume.metadata or {}
         name = self.orientation if self.orientation in STANDARD_PLANES else "oblique"
-        bottom_left = [f"{name.capitalize()}  Loc {self.slice_location():.1f} mm"]
+        bottom_left = [f"{name.capitalize()}  Loc {position_text(self.centre, self.normal)}"]
         if self.slab_mm > self.out_spacing:
             bottom_left.append(f"Slab {self.slab_mm:.1f} mm {self.slab_mode.upper()}")
         top_left = []

@@ -21,6 +21,16 @@ def direction_letters(v) -> str:
     return direction_label(v)
 
 
+def position_text(point, normal) -> str:
+    """Slice location as radiologists read it: the patient coordinate along the axis closest to the slice
+    normal, with its direction letter ("S 12.5 mm", "R 31.5 mm", "A 24.0 mm")."""
+    n = np.asarray(normal, float)
+    axis = int(np.argmax(np.abs(n)))
+    v = float(np.asarray(point, float)[axis])
+    letters = (("R", "L"), ("A", "P"), ("I", "S"))[axis]
+    return f"{letters[1] if v >= 0 else letters[0]} {abs(v):.1f} mm"
+
+
 def nice_length(max_mm: float) -> float:
     """Largest 1/2/5 x 10^n not above ``max_mm`` (scale bar length)."""
     if max_mm <= 0:

@@ -30,7 +30,7 @@ from vtkmodules.vtkRenderingCore import (
 
 from viewer.qt import vtk_bridge  # noqa: F401  (registers VTK factories before any window exists)
 from viewer.qt.events import event
-from viewer.qt.overlays import Overlays
+from viewer.qt.overlays import Overlays, position_text
 from viewer.qt.vtk_bridge import SharedImage, data_to_patient, volume_to_vtk_image
 
 log = logging.getLogger(__name__)
@@ -743,10 +743,9 @@ class StackViewport(ImageView):
         top_left += [str(md.get(key, "")) for key in ("study_description", "study_date") if md.get(key)]
         top_right = [str(md.get(key, "")) for key in ("institution", "modality", "series_description") if md.get(key)]
         nk = v.shape[0]
-        pos = self.slice_position()
-        loc = float(pos @ self.slice_normal())
-        bottom_left = [f"Im {self.k + 1}/{nk}" + ("  KEY" if self.k in self.key_images else ""),
-                       f"Loc {loc:.1f} mm"]
+        bottom_left = [f"Im {self.k + 1}/{nk}" + ("  KEY" if self.k in self.key_images else "")]
+        if md.get("kind", "stack") == "stack":
+            bottom_left.append(f"Loc {position_text(self.slice_position(), self.slice_normal())}")
         th = md.get("slice_thickness")
         if th:
             bottom_left.append(f"Th {float(th):.1f} mm")
