@@ -65,12 +65,16 @@ def _pixel_of(ds: pydicom.Dataset, lps) -> tuple[int, int]:
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (Debian dicom3tools) is not installed")
 def test_every_object_passes_dciodvfy(demo):
-    files = [f for s in demo for f in s.files]
+    iod = {"CT": "CTImage", "DX": "DXImageForPresentation", "US": "USMultiFrameImage"}
+    files = [(f, s.modality) for s in demo for f in s.files]
     assert files
     failures = {}
-    for f in files:
+    for f, modality in files:
         res = subprocess.run(["dciodvfy", str(f)], capture_output=True, text=True, timeout=60, check=False)
-        errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")]
+        lines = (res.stdout + res.stderr).splitlines()
+        errors = [ln for ln in lines if ln.startswith("Error")]
+        if iod[modality] not in lines:  # it checked the file against the IOD we meant to write
+            errors.append(f"dciodvfy did not recognise the file as {iod[modality]}")
         if errors:
             failures[f.name] = errors[:5]
     assert not failures, f"{len(failures)} of {len(files)} objects have dciodvfy errors: {failures}"
