@@ -76,7 +76,7 @@ def test_every_object_passes_dciodvfy(demo):
         if iod[modality] not in lines:  # it checked the file against the IOD we meant to write
             errors.append(f"dciodvfy did not recognise the file as {iod[modality]}")
         if errors:
-            failures[f.name] = errors[:5]
+            failures["/".join(f.parts[-3:])] = errors[:5]
     assert not failures, f"{len(failures)} of {len(files)} objects have dciodvfy errors: {failures}"
 
 
