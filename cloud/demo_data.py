@@ -785,7 +785,6 @@ class _Film:
         radius: float,
         inner: float = 0.0,
         inner_weight: float = 0.0,
-        keep: Callable | None = None,
     ) -> None:
         """Add a cylinder of ``radius`` along a polyline (a bone shaft, a rib), optionally hollow."""
         pts = np.asarray(points, dtype=np.float32)
@@ -806,8 +805,6 @@ class _Film:
         val = np.float32(2 * weight) * np.sqrt(np.maximum(radius * radius - d2, 0.0))
         if inner:
             val -= np.float32(2 * (weight - inner_weight)) * np.sqrt(np.maximum(inner * inner - d2, 0.0))
-        if keep is not None:
-            val *= keep(u, v)
         self.att[sl] += val
 
     def to_pixels(self, offset: float, gain: float, noise: float, seed: int) -> np.ndarray:
