@@ -1,8 +1,9 @@
-"""Viewport layouts: a grid of StackViewports in 1x1, 1x2 or 2x2, with one active viewport.
+"""Viewport layouts: a grid of image views in 1x1, 1x2, 2x1 or 2x2, with one active view; hanging plans applied.
 
-Owns the arrangement only; what each viewport shows is decided by the caller (hanging protocols live in
-``viewer.hanging``; the app wires them). Viewports are kept when the layout shrinks, so switching back is instant
-and keeps their state.
+Owns the arrangement: which cell holds which view, and ``apply_plan`` that turns a ``viewer.hanging.HangingPlan``
+(chosen by the core from modality/body part/description) into views - a stack view, or an MPR view where the plan
+asks for a reformat - with the plan's windows, labels and links. Viewports are kept when the layout shrinks, so
+switching back is instant and keeps their state.
 """
 from __future__ import annotations
 
@@ -27,7 +28,46 @@ class ViewportGrid(QWidget):
         self._all: list[StackViewport] = []
         self.layout_name = ""
         self.active: StackViewport | None = None
+        self.linker = None
         self.set_layout(layout)
+
+    def apply_plan(self, plan, volumes) -> list:
+        """Show a hanging plan. ``volumes``: series UID -> Volume for the series the plan names.
+
+        Cells whose assignment has no series (nothing suitable) stay empty. Returns the views in plan order.
+        """
+        from viewer.qt.compare import ViewLinker
+        from viewer.qt.mpr import MprViewport
+
+        name = f"{plan.rows}x{plan.cols}"
+        self.set_layout(name)
+        if getattr(self, "linker", None) is not None:
+            self.linker.detach()
+        for a in sorted(plan.viewports, key=lambda a: a.index):
+            want_mpr = bool(a.reformat)
+            cur = self._all[a.index]
+            if want_mpr != isinstance(cur, MprViewport) or (want_mpr and cur.orientation != a.reformat):
+                new = MprViewport(self, a.reformat) if want_mpr else StackViewport(self)
+                new.canvas.installEventFilter(self)
+                self._grid.replaceWidget(cur, new)
+                cur.hide()
+                cur.deleteLater()
+                self._all[a.index] = new
+                new.show()
+                cur = new
+            cur.label = a.label
+            vol = volumes.get(a.series_uid) if a.series_uid else None
+            if vol is None:
+                continue
+            cur.set_volume(vol)
+            if a.window:
+                cur.apply_preset(a.window)
+        self.set_active(self.viewports[0])
+        shown = [v for v in self.viewports if v.volume is not None]
+        self.linker = ViewLinker(shown, scroll=plan.link_scroll, window=plan.link_window) if shown else None
+        if self.linker is not None:
+            self.linker.align_centres()
+        return self.viewports
 
     @property
     def viewports(self) -> list[StackViewport]:

@@ -272,8 +272,8 @@ class MprViewport(ImageView):
         cal = calibration_text(self.volume)
         if cal:
             bottom_right.append(cal)
-        return {0: "\n".join(bottom_left), 1: "\n".join(bottom_right), 2: "\n".join(top_left),
-                3: str(md.get("series_description", ""))}
+        top_right = "\n".join(t for t in (self.label, str(md.get("series_description", ""))) if t)
+        return {0: "\n".join(bottom_left), 1: "\n".join(bottom_right), 2: "\n".join(top_left), 3: top_right}
 
 
 class MprWidget(QWidget):

@@ -166,6 +166,7 @@ class ImageView(QWidget):
         self.letters: dict[str, str] = {}
         self.show_patient_text = True
         self.message: str | None = None
+        self.label = ""              # what the hanging protocol calls this view ("Brain", "Prior", ...)
         from viewer.qt.tools import ToolController
 
         self.tools = ToolController(self)
@@ -742,6 +743,8 @@ class StackViewport(ImageView):
             top_left += [str(md.get(key, "")) for key in ("patient_name", "patient_id") if md.get(key)]
         top_left += [str(md.get(key, "")) for key in ("study_description", "study_date") if md.get(key)]
         top_right = [str(md.get(key, "")) for key in ("institution", "modality", "series_description") if md.get(key)]
+        if self.label:
+            top_right.insert(0, self.label)
         nk = v.shape[0]
         bottom_left = [f"Im {self.k + 1}/{nk}" + ("  KEY" if self.k in self.key_images else "")]
         if md.get("kind", "stack") == "stack":
