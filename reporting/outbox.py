@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -69,6 +70,17 @@ def _dcm_bytes(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (ArchiveUnavailable, AuthError, ConnectionError, TimeoutError)):
         return True
@@ -93,7 +105,6 @@ class OutboxItem:
     attempts: int = 0
     next_attempt_at: float = 0.0
     last_error: str = ""
-    delivered_at: float | None = None
 
     @property
     def done(self) -> bool:
@@ -111,7 +122,7 @@ class OutboxItem:
 
     @classmethod
     def from_json(cls, data: bytes) -> OutboxItem:
-        d = json.loads(data)
+        d = {k: v for k, v in json.loads(data).items() if k in cls.__dataclass_fields__}  # tolerate older files
         d["sop"] = SopRef(**d["sop"]) if isinstance(d["sop"], dict) else SopRef(*d["sop"])
         return cls(**d)
 
@@ -289,10 +300,10 @@ class Outbox:
             if not transient:
                 return False
             raise ArchiveUnavailable(item.last_error) from exc
-        item.delivered_at = time.time()
-        item.last_error = ""
-        self._write(item, self.sent_directory / self._name(item.item_id))
-        self._path(item.item_id).unlink()
+        # delivered: move the (unchanged, still encrypted) file to sent/ - its place there is the record
+        os.replace(self._path(item.item_id), self.sent_directory / self._name(item.item_id))
+        _fsync_dir(self.sent_directory)
+        _fsync_dir(self.directory)
         log.info("outbox: %s %s delivered", item.kind, item.item_id)
         self._changed()
         return True
