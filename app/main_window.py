@@ -180,6 +180,10 @@ class MainWindow(QMainWindow):
             self.status.showMessage(note, 5000)
 
     def _report_signed(self, _result) -> None:
+        items, keys = self.reading.collect_annotations()
+        if items or keys:
+            run_task(self.ws.save_measurements, items, keys, on_done=lambda _i: self.refresh_outbox(),
+                     on_error=lambda m, _e: self.status.showMessage(m, 15_000))
         self.refresh_outbox()
         self.status.showMessage("Report signed. It is in the outbox and will be sent to the archive.", 15_000)
         self.worklist.refresh()

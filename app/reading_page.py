@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -44,6 +45,7 @@ class ReadingPage(QWidget):
     load_failed = Signal(str)
     prior_shown = Signal()
     measurement_made = Signal(object)      # a viewer measurement / key image, for the report
+    annotations_restored = Signal(int)     # how many saved measurements/annotations were put back
 
     def __init__(self, workstation, parent=None) -> None:
         super().__init__(parent)
@@ -303,8 +305,55 @@ class ReadingPage(QWidget):
         self.grid.addWidget(self.mpr, 0, 0, rows, cols)
         self.mpr.set_volume(volume)
 
+    # -- measurements: collect for saving, restore what was saved -----------------------------------------------
+    def collect_annotations(self) -> tuple[list, list]:
+        """(measurements and annotations, key images) the reader made in the panes of the current study."""
+        items, keys, seen = [], [], set()
+        for vp in self.panes:
+            for ann in vp.tools.annotations:
+                m = ann.measurement
+                if m is not None and getattr(m, "uid", id(m)) not in seen and getattr(m, "kind", "") != "probe":
+                    seen.add(getattr(m, "uid", id(m)))
+                    items.append(m)
+            for mark in getattr(vp, "key_images", {}).values():
+                if mark.sop_instance_uid not in seen:
+                    seen.add(mark.sop_instance_uid)
+                    keys.append(mark)
+        return items, keys
+
+    def _restore_saved(self, datasets) -> None:
+        """Put saved measurements/annotations back on the panes showing their series."""
+        from viewer import persistence
+        from viewer.qt.tools import Annotation, describe
+
+        if not datasets:
+            return
+        restored_n = 0
+        for series_uid, panes in self.viewports.items():
+            volume = self.volumes.get(series_uid)
+            if volume is None:
+                continue
+            got = persistence.restore(datasets, volume)
+            refs = [r[0] if r else None for r in (volume.metadata or {}).get("slice_refs", [])]
+            for m in [*got.measurements, *got.annotations]:
+                k = refs.index(m.sop_instance_uid) if m.sop_instance_uid in refs else None
+                ann = Annotation(kind=m.kind, points=[np.asarray(p, float) for p in m.points], measurement=m,
+                                 label=m.text or describe(m), slice_index=k)
+                for vp in panes:
+                    vp.tools.annotations.append(ann)
+                restored_n += 1
+            for vp in panes:
+                vp.tools.update_overlay()
+                vp.render()
+        self.restored_count = restored_n
+        if restored_n:
+            self.annotations_restored.emit(restored_n)
+
     def _loaded(self, result) -> None:
         self.load_result = result
+        if self.item is not None and self.item.study_uid:
+            run_task(self.ws.saved_annotations, self.item.study_uid, on_done=self._restore_saved,
+                     on_error=lambda m, _e: self.show_notice(m))
         vol = self._main_volume()
         self.view_mode.setEnabled(vol is not None and vol.voxels.ndim == 3 and vol.shape[0] > 1)
         self.study_loaded.emit(result)

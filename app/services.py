@@ -170,6 +170,47 @@ class Workstation:
             self.outbox_worker = OutboxWorker(self.outbox, sink, idle_poll_s=10.0).start()
         self.start_prefetch()
 
+    # -- measurements and annotations as DICOM (viewer.persistence) -------------------------------------------
+    def save_measurements(self, items: list, key_images: list):
+        """SR (TID 1500) + GSPS + KOS for what the reader drew, durably queued in the outbox and stored on the
+        archive beside the images. Returns the outbox item, or None when there was nothing to save."""
+        from reporting.outbox import OutboxItem
+        from viewer import persistence
+
+        if not items and not key_images:
+            return None
+        sops = {m.sop_instance_uid for m in [*items, *key_images] if getattr(m, "sop_instance_uid", None)}
+        sources = [self.cache.get_dataset(sop) for sop in sorted(sops) if self.cache.has(sop)]
+        if not sources:
+            raise ValueError("The images the measurements were made on are no longer in the local cache.")
+        saved = persistence.save_all(items, key_images, sources, observer_name=_pn(self.user))
+        if not saved.datasets:
+            return None
+        item = self.outbox.enqueue(OutboxItem.create("measurements", saved.datasets))
+        if self.outbox_worker is not None:
+            self.outbox_worker.wake()
+        return item
+
+    def saved_annotations(self, study_uid: str) -> list:
+        """Measurement SRs, presentation states and key-object notes stored for a study (not reports/reviews)."""
+        from reporting import peer_review as pr
+
+        out = []
+        for series in self.session.web.qido_series(study_uid, includefield=["00080060"]):
+            modality = (series.get("00080060", {}).get("Value") or [""])[0]
+            series_uid = (series.get("0020000E", {}).get("Value") or [None])[0]
+            if modality not in ("SR", "PR", "KO") or not series_uid:
+                continue
+            for inst in self.session.web.qido_instances(study_uid, series_uid):
+                sop = (inst.get("00080018", {}).get("Value") or [None])[0]
+                if not sop:
+                    continue
+                ds = self._retrieve(study_uid, series_uid, sop)
+                if modality == "SR" and (pr.is_review_sr(ds) or _is_report_sr(ds)):
+                    continue
+                out.append(ds)
+        return out
+
     # -- QA peer review ---------------------------------------------------------------------------------------
     def _sr_instances(self) -> list:
         """Every SR instance on the archive as (study, series, sop, series description)."""
@@ -249,6 +290,21 @@ class Workstation:
                 self.cache.close()
         finally:
             self.session.close()
+
+
+def _pn(user: str) -> str:
+    """A DICOM person name for a login id (single component, explicitly marked as the family name)."""
+    return user if "^" in user else f"{user}^"
+
+
+def _is_report_sr(ds) -> bool:
+    """A ReadRoom diagnostic report (TID 2000 title), as opposed to a measurement report (TID 1500)."""
+    try:
+        code = ds.ConceptNameCodeSequence[0]
+    except (AttributeError, IndexError):
+        return False
+    return str(code.CodeValue) in ("18748-4", "18782-3", "11528-7") or "Imaging Report" in str(code.CodeMeaning) \
+        and "Measurement" not in str(code.CodeMeaning)
 
 
 def _make_cache(session: ReaderSession):

@@ -209,20 +209,41 @@ def test_read_sign_and_the_study_leaves_the_worklist(workstation, reading_cloud,
         if f.required and not ed.report.get(f.id):
             ed.report.set_field(f.id, "Shortness of breath.")
     ed.report.set_field(ed.report.template.impression_section.fields[0].id, "No acute abnormality.")
+    # a length measured on the image is saved with the report (SR TID 1500 + presentation state)
+    from viewer.qt.tools import Annotation, make_measurement
+
+    vp = win.reading.panes[0]
+    k = vp.k
+    p0, p1 = vp.volume.index_to_patient(k, 20, 20), vp.volume.index_to_patient(k, 20, 60)
+    length = make_measurement("length", [p0, p1], vp)
+    vp.tools.annotations.append(Annotation(kind="length", points=[p0, p1], measurement=length, slice_index=k))
     ed._ask_pin = lambda _p: "pin-123456"
     ed._confirm = lambda _t, _x: True
     with qtbot.waitSignal(ed.report_signed, timeout=60000):
         assert ed.sign()
-    qtbot.waitUntil(lambda: win.ws.outbox_pending() == 0, timeout=60000)
+    qtbot.waitUntil(lambda: win.ws.outbox_pending() == 0 and
+                    any(i.kind == "measurements" for i in win.ws.outbox.sent()), timeout=60000)
     win.refresh_outbox()
     assert win.status.outbox.text() == "All reports sent"
     win.worklist.refresh()
     qtbot.waitUntil(lambda: all(i.study_uid != uid for i in win.worklist.model.items), timeout=20000)
     import requests
 
-    r = requests.get(f"{reading_cloud.base_url}/studies/{uid}/series", params={"Modality": "SR"},
-                     auth=reading_cloud.auth("reader1"), timeout=20)
-    assert r.status_code == 200 and r.json(), "the signed SR is not on the archive"
+    r = requests.get(f"{reading_cloud.base_url}/studies/{uid}/series", auth=reading_cloud.auth("reader1"),
+                     timeout=20)
+    modalities = sorted(s["00080060"]["Value"][0] for s in r.json())
+    assert modalities.count("SR") >= 2 and "PR" in modalities, modalities   # report SR, measurement SR, GSPS
+    # opening the study again brings the measurement back onto the image
+    from cloud_client.worklist import WorklistItem
+
+    item = WorklistItem(workitem_uid="", study_uid=uid, state="COMPLETED", priority="MEDIUM", modality="CT",
+                        body_part="CHEST", study_description="CT CHEST ROUTINE")
+    with qtbot.waitSignal(win.reading.annotations_restored, timeout=60000) as restored:
+        win.reading.open_item(item)
+    assert restored.args[0] >= 1
+    back = [a.measurement for p in win.reading.panes for a in p.tools.annotations]
+    same = [m for m in back if m.uid == length.uid]
+    assert same and abs(same[0].value - length.value) < 1e-3
 
 
 def test_prefetch_fetches_the_most_urgent_study_and_shows_progress(qtbot, reading_cloud):
