@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # A partly cached series with at most this fraction missing is completed instance by instance.
 PER_INSTANCE_FRACTION = 0.25
 PER_INSTANCE_MAX = 24
+_INDEX_TAGS = ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "InstanceNumber"]
 
 
 @dataclass
@@ -403,7 +404,8 @@ class StudyFetcher:
                 return
             # Without a consumer only the header is parsed (prefetch): the bytes go to the cache as they are.
             full = run.on_instance is not None
-            ds = pydicom.dcmread(io.BytesIO(body), stop_before_pixels=not full)
+            ds = pydicom.dcmread(io.BytesIO(body)) if full else pydicom.dcmread(
+                io.BytesIO(body), stop_before_pixels=True, specific_tags=_INDEX_TAGS)
             sop = str(ds.SOPInstanceUID)
             if sop in skip or not run.claim(sop):
                 return
@@ -474,8 +476,16 @@ class StudyFetcher:
 
 
 def _reader(resp: requests.Response):
-    """``read(n)`` over the response body (blocks until n bytes or the end), transport errors mapped."""
+    """``read(n)`` over the response body (blocks until n bytes or the end), transport errors mapped.
+
+    A chunked body (what proxies such as nginx send, in chunks of a few KB) is de-chunked here from large
+    socket reads: http.client's per-chunk reads cost more Python time than the network does."""
     raw = resp.raw
+    fp = getattr(getattr(raw, "_fp", None), "fp", None)
+    plain = resp.headers.get("Content-Encoding", "identity").lower() in ("identity", "")
+    if (plain and fp is not None and hasattr(fp, "read1") and getattr(raw._fp, "chunked", False)
+            and getattr(raw._fp, "chunk_left", 0) is None):
+        return Dechunker(fp).read
 
     def read(n: int) -> bytes:
         try:
@@ -484,6 +494,68 @@ def _reader(resp: requests.Response):
             raise ArchiveUnavailable(detail=f"stream interrupted: {type(exc).__name__}") from exc
 
     return read
+
+
+class Dechunker:
+    """HTTP/1.1 chunked transfer decoding over a buffered socket file, reading large blocks (``read1``)."""
+
+    def __init__(self, fp, block: int = 1 << 20) -> None:
+        self._fp = fp
+        self._block = block
+        self._buf = bytearray()
+        self._pos = 0
+        self._left = 0  # bytes left in the current chunk
+        self._eof = False
+
+    def _fill(self) -> None:
+        try:
+            data = self._fp.read1(self._block)
+        except OSError as exc:
+            raise ArchiveUnavailable(detail=f"stream interrupted: {type(exc).__name__}") from exc
+        if not data:
+            raise ArchiveUnavailable(detail="stream interrupted: connection closed inside a chunked body")
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def read(self, n: int) -> bytes:
+        out = bytearray()
+        buf = self._buf
+        while len(out) < n and not self._eof:
+            if self._left == 0:
+                j = buf.find(b"\r\n", self._pos)
+                while j < 0:
+                    self._fill()
+                    buf = self._buf
+                    j = buf.find(b"\r\n", self._pos)
+                line = bytes(buf[self._pos: j]).split(b";", 1)[0].strip()
+                self._pos = j + 2
+                try:
+                    size = int(line, 16)
+                except ValueError as exc:
+                    raise MultipartError("malformed chunked transfer encoding") from exc
+                if size == 0:
+                    self._eof = True  # trailers are ignored; the connection is not reused
+                    break
+                self._left = size
+            avail = len(buf) - self._pos
+            if avail <= 0:
+                self._fill()
+                buf = self._buf
+                continue
+            take = min(self._left, n - len(out), avail)
+            out += buf[self._pos: self._pos + take]
+            self._pos += take
+            self._left -= take
+            if self._left == 0:
+                while len(buf) - self._pos < 2:
+                    self._fill()
+                    buf = self._buf
+                if buf[self._pos: self._pos + 2] != b"\r\n":
+                    raise MultipartError("malformed chunked transfer encoding (no CRLF after a chunk)")
+                self._pos += 2
+        return bytes(out)
 
 
 def _as_unavailable(exc: BaseException) -> ArchiveUnavailable:

@@ -49,3 +49,52 @@ def test_boundary_from_content_type():
     assert boundary_of("multipart/related; boundary=abc; type=application/dicom") == "abc"
     with pytest.raises(MultipartError):
         boundary_of("application/dicom+json")
+
+
+class _SlowFile:
+    """A buffered-socket stand-in: read1 returns at most ``step`` bytes at a time."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.pos, self.step = data, 0, step
+
+    def read1(self, n: int) -> bytes:
+        out = self.data[self.pos: self.pos + min(n, self.step)]
+        self.pos += len(out)
+        return out
+
+
+def _chunked(payload: bytes, sizes) -> bytes:
+    out, i, k = b"", 0, 0
+    while i < len(payload):
+        n = sizes[k % len(sizes)]
+        k += 1
+        piece = payload[i:i + n]
+        out += f"{len(piece):x};ext=1\r\n".encode() + piece + b"\r\n"
+        i += n
+    return out + b"0\r\nX-Trailer: 1\r\n\r\n"
+
+
+@pytest.mark.parametrize("step", [1, 5, 4096, 1 << 20])
+def test_dechunker_reassembles_any_framing(step):
+    from cloud_client.retrieve import Dechunker
+
+    payload = os.urandom(50_000) + b"\r\n0\r\n\r\n" + os.urandom(777)
+    d = Dechunker(_SlowFile(_chunked(payload, [2700, 1, 13, 8192]), step), block=step)
+    got = b""
+    for want in (10, 1, 30_000, 5, 10**9):
+        got += d.read(want)
+    assert got == payload
+    assert d.read(100) == b""
+
+
+def test_dechunker_truncated_or_malformed_is_an_error():
+    from cloud_client.errors import ArchiveUnavailable
+    from cloud_client.retrieve import Dechunker
+
+    body = _chunked(os.urandom(10_000), [3000])
+    with pytest.raises(ArchiveUnavailable):
+        Dechunker(_SlowFile(body[:5000], 4096)).read(10_000)
+    with pytest.raises(MultipartError):
+        Dechunker(_SlowFile(b"zz\r\nabc\r\n", 4096)).read(10)
+    with pytest.raises(MultipartError):
+        Dechunker(_SlowFile(b"3\r\nabcXY0\r\n\r\n", 4096)).read(10)
