@@ -90,15 +90,17 @@ def _is_transient(exc: BaseException) -> bool:
 
 @dataclass
 class OutboxItem:
-    """A signed object waiting to be delivered. ``files`` holds the SR (DICOM) and the side outputs."""
+    """A signed object waiting to be delivered: the DICOM datasets to store (the SR), the workitem to complete,
+    the signed record, and optional extra files kept with it (``files``, name -> base64).
+    ``kind``: "report", "addendum", "preliminary" or "peer-review"."""
 
     item_id: str  # the SR's SOP Instance UID
-    kind: str  # "report", "addendum", "peer-review"
+    kind: str
     created_at: float
     workitem_uid: str | None
     sop: SopRef
     datasets: list[str]  # base64 DICOM Part 10 bytes, stored in this order
-    files: dict[str, str] = field(default_factory=dict)  # name -> base64 (pdf, fhir json, hl7) for the record
+    files: dict[str, str] = field(default_factory=dict)
     signed: dict | None = None  # the signed content and signature (reporting.workflow)
     stored: bool = False
     completed: bool = False
