@@ -291,3 +291,17 @@ def queue_review(review_sr: Dataset, outbox=None):
 def load_reviews(datasets: Iterable[Dataset]) -> list[PeerReview]:
     """The peer reviews among ``datasets`` (e.g. every SR a QIDO search for Modality=SR returned); others skipped."""
     return [review_from_sr(ds) for ds in datasets if is_review_sr(ds)]
+
+
+def latest_signed_report(datasets: Iterable[Dataset]) -> Dataset | None:
+    """Of a study's SRs, the newest signed report version (what a reviewer should review): a VERIFIED TID 2000
+    report that no other given SR names as its predecessor; ties broken by verification time."""
+    reports = [ds for ds in datasets if not is_review_sr(ds) and ds.get("VerificationFlag") == "VERIFIED"
+               and any(t.get("TemplateIdentifier") == "2000" for t in ds.get("ContentTemplateSequence", []))]
+    superseded = {ref.ReferencedSOPInstanceUID
+                  for ds in reports for st in ds.get("PredecessorDocumentsSequence", [])
+                  for se in st.ReferencedSeriesSequence for ref in se.ReferencedSOPSequence}
+    current = [ds for ds in reports if ds.SOPInstanceUID not in superseded]
+    if not current:
+        return None
+    return max(current, key=lambda ds: str(ds.VerifyingObserverSequence[0].get("VerificationDateTime", "")))

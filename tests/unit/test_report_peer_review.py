@@ -12,6 +12,7 @@ from reporting.peer_review import (
     ReviewedReport,
     ReviewError,
     build_review_sr,
+    latest_signed_report,
     qa_summary,
     queue_review,
     review_from_sr,
@@ -114,3 +115,28 @@ def test_side_by_side_diff():
         ("equal", "Heart normal.", "Heart normal.")]
     rows = side_by_side("A.", "A.\nB.")
     assert rows[-1].tag == "insert" and rows[-1].right == "B."
+
+
+def test_latest_signed_report_skips_superseded_preliminary_and_reviews():
+    from reporting.model import PriorDocument, ReportState
+    from reporting.sr import predecessor_dataset
+
+    first = signed_sr()
+    r = Report(TemplateLibrary().get("ct-head-noncontrast"), StudyContext(study_uid=str(first.StudyInstanceUID)),
+               author=READER)
+    r.apply_macro("normal")
+    r.transition(ReportState.FINAL, READER)
+    prior = PriorDocument(str(first.StudyInstanceUID), str(first.SeriesInstanceUID), str(first.SOPClassUID),
+                          str(first.SOPInstanceUID))
+    a = r.start_addendum(READER, prior)
+    a.set_field("addendum", "Later.")
+    addendum = build_report_sr(a, reader_name=READER.name, organization="Org", reader_id="reader1",
+                               verified_at="2026-03-04T09:00:00+00:00",  # even with an earlier clock
+                               predecessor_datasets=[predecessor_dataset(*prior.__dict__.values())])
+    prelim = build_report_sr(r, reader_name=READER.name, organization="Org", preliminary=True)
+    original = ReviewedReport.from_sr(first)
+    review = BlindReview(original, QA, blind=False).score("1")
+    review_sr = build_review_sr(review, original, QA.name)
+    assert latest_signed_report([first, addendum, prelim, review_sr]).SOPInstanceUID == addendum.SOPInstanceUID
+    assert latest_signed_report([first, prelim]).SOPInstanceUID == first.SOPInstanceUID
+    assert latest_signed_report([prelim, review_sr]) is None
