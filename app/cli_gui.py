@@ -24,12 +24,15 @@ def application():
 
     from . import theme
 
-    app = QApplication.instance()
-    if app is None:
-        app = QApplication(sys.argv[:1])
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    if not app.property("readroom_themed"):       # once per application (tests may have made it already)
         app.setApplicationName("ReadRoom")
         app.setOrganizationName("ReadRoom")
         theme.apply(app)
+        icon = theme.app_icon()
+        if icon is not None:
+            app.setWindowIcon(icon)
+        app.setProperty("readroom_themed", True)
     return app
 
 

@@ -24,6 +24,16 @@ def stylesheet() -> str:
     return importlib_resources.files("resources").joinpath("styles", STYLESHEET).read_text(encoding="utf-8")
 
 
+def app_icon():
+    """The application icon (resources/icons/readroom.svg), or None when the file is missing."""
+    from PySide6.QtGui import QIcon
+
+    path = importlib_resources.files("resources").joinpath("icons", "readroom.svg")
+    if not path.is_file():
+        return None
+    return QIcon(str(path))
+
+
 def apply(app: QApplication) -> None:
     """Dark palette (for native-drawn parts) and the reading-room stylesheet."""
     app.setStyle("Fusion")

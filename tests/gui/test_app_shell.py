@@ -199,3 +199,13 @@ def test_push_to_talk_key_starts_dictation_and_is_not_typed(window, qtbot):
     # no speech model in the test home: the press tried to start and says what to install
     assert "install-model" in window.dictation.notice.text() and not window.dictation.notice.isHidden()
     assert field.toPlainText() == "" and not window.dictation.button.isChecked()
+
+
+def test_theme_stylesheet_and_icon_load(qtbot):
+    from app import theme
+    from app.cli_gui import application
+
+    app = application()
+    assert "QTableView" in app.styleSheet() and theme.stylesheet() == app.styleSheet()
+    assert not app.windowIcon().isNull()
+    assert app.palette().color(app.palette().ColorRole.Window).lightness() < 40     # dark reading room
