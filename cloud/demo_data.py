@@ -594,8 +594,12 @@ def _ct_series(
     contrast: str | None = None,
     noise_sigma: float = 5.0,
     convolution_kernel: str = "STANDARD",
+    texture: Callable[[np.ndarray, _SliceGrid, float], None] | None = None,
 ) -> tuple[str, list[Path], list[str]]:
-    """Write one axial CT series (HFS, IOP 1,0,0,0,1,0). Returns (series UID, files, SOP instance UIDs)."""
+    """Write one axial CT series (HFS, IOP 1,0,0,0,1,0). Returns (series UID, files, SOP instance UIDs).
+
+    ``texture(hu, grid, z)`` may refine each noise-free slice in place before noise is added.
+    """
     series_uid = _uid(spec.key, series_key, "series")
     frame_uid = _uid(spec.key, series_key, "frame-of-reference")
     x0 = fov_center[0] - (cols - 1) / 2 * pixel_spacing
@@ -609,6 +613,8 @@ def _ct_series(
     t0 = spec.when + dt.timedelta(minutes=3)
     for i, z in enumerate(z_positions):
         hu = _render_axial(shapes, grid, float(z), background=-1000.0, cache=cache)
+        if texture is not None:
+            texture(hu, grid, float(z))
         hu += np.roll(noise[i % len(noise)], shift=(i * 37) % cols, axis=1)
         stored = np.clip(np.rint(hu + 1024.0), 0, 4095).astype(np.uint16)
         sop = _uid(spec.key, series_key, "instance", i)
@@ -1289,6 +1295,30 @@ def _study_result(
     )
 
 
+def _cortical_sulci(center: tuple[float, float, float]) -> Callable[[np.ndarray, _SliceGrid, float], None]:
+    """CSF-filled sulci in the outer 15 % of the cerebrum: gyri instead of a smooth grey-matter shell."""
+    cx, cy, cz = center[0], center[1] + 1.0, center[2] - 1.0  # the grey-matter ellipsoid
+    ax, ay, az = 64.0, 84.0, 87.0
+
+    def apply(hu: np.ndarray, grid: _SliceGrid, z: float) -> None:
+        t = 1.0 - ((z - cz) / az) ** 2
+        if t <= 0.05:
+            return
+        a, b = ax * math.sqrt(t), ay * math.sqrt(t)
+        x = grid.xs[None, :] - np.float32(cx)
+        y = grid.ys[:, None] - np.float32(cy)
+        q = np.sqrt((x / np.float32(a)) ** 2 + (y / np.float32(b)) ** 2)
+        theta = np.arctan2(y, x)
+        wave = np.abs(np.sin(16.0 * theta + 3.0 * np.sin(3.0 * theta + 0.07 * z) + 0.11 * z))
+        start = 0.80 + 0.07 * np.sin(7.0 * theta + 0.05 * z)  # sulci of varying depth
+        depth = np.clip((q - start) / 0.05, 0.0, 1.0) * (q < 1.0)  # only the cortical ribbon
+        w = np.clip(1.0 - wave / 0.24, 0.0, 1.0) * depth
+        brain = (hu > 22.0) & (hu < 45.0)  # grey/white matter only: bone, CSF and blood untouched
+        hu += np.where(brain, (np.float32(8.0) - hu) * w, np.float32(0.0)).astype(np.float32)
+
+    return apply
+
+
 def _ct_head(out: Path, spec: _StudySpec) -> DemoStudy:
     head_center = (1.5, -4.0, -60.0)
     zs = [HEAD_SLICE_Z0 + i * HEAD_SLICE_SPACING for i in range(HEAD_N_SLICES)]
@@ -1307,6 +1337,7 @@ def _ct_head(out: Path, spec: _StudySpec) -> DemoStudy:
         shapes=_head_shapes(head_center),
         transfer_syntax=ExplicitVRLittleEndian,
         convolution_kernel="H30s",
+        texture=_cortical_sulci(head_center),
     )
     known = [
         KnownObject(
