@@ -209,3 +209,48 @@ def test_theme_stylesheet_and_icon_load(qtbot):
     assert "QTableView" in app.styleSheet() and theme.stylesheet() == app.styleSheet()
     assert not app.windowIcon().isNull()
     assert app.palette().color(app.palette().ColorRole.Window).lightness() < 40     # dark reading room
+
+
+def test_worklist_model_orders_stat_first_and_highlights_overdue(qtbot):
+    import datetime as dt
+
+    from app import theme
+    from app.worklist_panel import WorklistModel
+    from cloud_client.worklist import WorklistItem
+    from PySide6.QtCore import Qt
+
+    now = dt.datetime(2026, 12, 4, 3, 0, tzinfo=dt.timezone.utc)
+
+    def item(uid, priority, deadline_min, scheduled_min=-30):
+        return WorklistItem(workitem_uid=uid, study_uid=uid + ".1", state="SCHEDULED", priority=priority,
+                            scheduled=now + dt.timedelta(minutes=scheduled_min),
+                            deadline=now + dt.timedelta(minutes=deadline_min))
+
+    model = WorklistModel(now=lambda: now)
+    model.set_items([item("routine-late", "MEDIUM", -20), item("stat", "HIGH", 25), item("routine", "LOW", 200),
+                     item("stat-soon", "HIGH", 10)])
+    assert [i.workitem_uid for i in model.items] == ["stat-soon", "stat", "routine-late", "routine"]
+    assert [model.index(r, 0).data() for r in range(4)] == ["STAT", "STAT", "ROUTINE", "ROUTINE"]
+    late = model.index(2, 1)
+    assert late.data() == "overdue 20 min"
+    assert late.data(Qt.BackgroundRole) == theme.OVERDUE_BG and late.data(Qt.ForegroundRole) == theme.STAT
+    assert model.index(0, 1).data() == "in 10 min" and model.index(0, 1).data(Qt.BackgroundRole) == theme.DUE_SOON_BG
+    assert model.index(3, 1).data() == "in 3 h 20 min" and model.index(3, 1).data(Qt.BackgroundRole) is None
+    assert model.index(0, 2).data() == "30 min"                 # waiting since it was scheduled
+    assert model.index(0, 0).data(Qt.ForegroundRole) == theme.STAT
+
+
+def test_level_meter_follows_engine_levels(qtbot):
+    from app.cli_gui import application
+    from app.dictation_panel import DictationPanel
+    from app.settings import WorkstationSettings
+    from dictation.events import LevelEvent
+
+    application()
+    panel = DictationPanel(WorkstationSettings(), editor=None)
+    qtbot.addWidget(panel)
+    panel.feed(LevelEvent(rms_dbfs=-18.0, peak_dbfs=-6.0))
+    assert panel.meter.value() == -18
+    panel.feed(LevelEvent(rms_dbfs=-90.0, peak_dbfs=-80.0))
+    assert panel.meter.value() == -60                            # clamped to the meter's floor
+    panel.shutdown()
