@@ -214,12 +214,13 @@ def test_theme_stylesheet_and_icon_load(qtbot):
 def test_worklist_model_orders_stat_first_and_highlights_overdue(qtbot):
     import datetime as dt
 
+    from PySide6.QtCore import Qt
+
     from app import theme
     from app.worklist_panel import WorklistModel
     from cloud_client.worklist import WorklistItem
-    from PySide6.QtCore import Qt
 
-    now = dt.datetime(2026, 12, 4, 3, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 12, 4, 3, 0, tzinfo=dt.UTC)
 
     def item(uid, priority, deadline_min, scheduled_min=-30):
         return WorklistItem(workitem_uid=uid, study_uid=uid + ".1", state="SCHEDULED", priority=priority,
