@@ -259,3 +259,71 @@ def test_real_engine_voice_command_moves_focus_in_the_editor(qtbot, editor, ws, 
     assert editor.editors["impression"].widget.hasFocus()
     qtbot.waitUntil(lambda: not panel.button.isChecked(), timeout=30000)   # end of the recording
     panel.shutdown()
+
+
+_CRASHING_EDITOR = r"""
+import sys, time
+from app.cli_gui import application
+from app.report_editor import ReportEditor
+from app.services import Workstation
+from app.session import ReaderSession
+from app.settings import WorkstationSettings
+from cloud_client.profiles import ServerProfile
+from cloud_client.session import DicomWebSession
+from cloud_client.worklist import WorklistItem
+from PySide6.QtTest import QTest
+
+app = application()
+profile = ServerProfile(name="offline", base_url="http://127.0.0.1:9/dicom-web", user="reader1", prefetch_count=0)
+ws = Workstation(ReaderSession(profile, DicomWebSession(profile, password="x"), "reader1", {"reader"}),
+                 WorkstationSettings())
+item = WorklistItem(workitem_uid="2.25.31", study_uid="2.25.32", state="IN PROGRESS", priority="MEDIUM",
+                    modality="DX", body_part="CHEST", study_description="XR CHEST")
+ed = ReportEditor(ws)
+ed.set_report(ws.open_report(item))
+ed.show()
+w = ed.editors["lungs"].widget
+w.setFocus()
+QTest.keyClicks(w, "Right basal consolidation")
+deadline = time.monotonic() + 30
+while not ed.saved.text().startswith("Draft saved") and time.monotonic() < deadline:
+    app.processEvents()
+    time.sleep(0.02)
+print("SAVED" if ed.saved.text().startswith("Draft saved") else "NOT SAVED", flush=True)
+time.sleep(600)
+"""
+
+
+def test_draft_survives_kill_9_of_the_workstation(qtbot, ws, item, tmp_path):
+    """A workstation typing a report is killed with SIGKILL; reopening the study brings the text back."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from app.report_editor import ReportEditor
+    from cloud_client.worklist import WorklistItem
+
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("needs a display (run under xvfb-run)")
+    script = tmp_path / "editor.py"
+    script.write_text(_CRASHING_EDITOR)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    try:
+        line = proc.stdout.readline().strip()
+        while line and line not in ("SAVED", "NOT SAVED"):
+            line = proc.stdout.readline().strip()
+        assert line == "SAVED"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    crashed = WorklistItem(workitem_uid="2.25.31", study_uid="2.25.32", state="IN PROGRESS", priority="MEDIUM",
+                           modality="DX", body_part="CHEST", study_description="XR CHEST")
+    ed = ReportEditor(ws)
+    qtbot.addWidget(ed)
+    ed.set_report(ws.open_report(crashed))
+    assert ed.editors["lungs"].text() == "Right basal consolidation"
+    assert ed.saved.text() == "Draft restored"
+    ed.shutdown()
