@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 import wave
 from pathlib import Path
 
@@ -312,3 +313,63 @@ def test_template_terms_checked_against_the_model(ko_model):
     assert report.known == ("결절", "흉부 정상") and report.unknown == ("qwertyzzz",)
     engine = DictationEngine(ko_model, load_vocabulary("ko"), terms=["결절", "qwertyzzz"])
     assert engine.vocabulary_report().unknown == ("qwertyzzz",)
+
+
+class _PlayerSD:
+    """A sounddevice stand-in whose input stream 'records' given PCM in real time, then silence (no sound card
+    here). Used only to drive MicrophoneSource + TalkController + engine together."""
+
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, pcm: bytes):
+        self.pcm = pcm
+        self.default = type("D", (), {"device": [0, 0]})()
+
+    def query_devices(self):
+        return [{"index": 0, "name": "Player", "max_input_channels": 1, "default_samplerate": 16000.0}]
+
+    def RawInputStream(self, samplerate, channels, dtype, blocksize, device, callback):
+        sd = self
+
+        class Stream:
+            active = False
+
+            def start(self):
+                self.active = True
+                threading.Thread(target=self._run, daemon=True).start()
+
+            def _run(self):
+                pos, step = 0, blocksize * 2
+                while self.active:
+                    block = sd.pcm[pos:pos + step].ljust(step, b"\0")
+                    pos += step
+                    callback(block, blocksize, None, None)
+                    time.sleep(blocksize / samplerate)
+
+            def stop(self):
+                self.active = False
+
+            def close(self):
+                pass
+
+        return Stream()
+
+
+@needs_tts
+def test_push_to_talk_with_a_microphone_source(ko_model, ko_vocab, tmp_path):
+    from dictation.audio import PUSH_TO_TALK, MicrophoneSource, TalkController
+
+    pcm = speak(tmp_path, "다음", "ko")
+    events = []
+    engine = DictationEngine(ko_model, ko_vocab, mode=COMMAND, on_event=events.append)
+    ptt = TalkController(on_start=lambda: engine.start(MicrophoneSource(sd=_PlayerSD(pcm))),
+                         on_stop=engine.stop, mode=PUSH_TO_TALK)
+    reseed_feature_dither(1)
+    assert ptt.key_pressed("F4") == "start"
+    time.sleep(len(pcm) / 32000 + 0.3)  # hold the key while speaking
+    assert ptt.key_released("F4") == "stop"
+    assert engine.join(30)
+    assert commands_of(events) == [Command("next_field")]
+    assert [e for e in events if isinstance(e, LevelEvent)]
+    assert events[-1] == StoppedEvent("stopped", 1)
