@@ -103,6 +103,9 @@ class Normalizer:
                 i += 1
             else:
                 value, j = parsed
+                if toks and toks[-1].kind == "word" and toks[-1].text.lower() == "minus":
+                    toks.pop()  # "minus ten hounsfield units" -> "-10 HU"
+                    value = "-" + value
                 toks.append(_Tok(" ".join(words[i:j]), "num", value))
                 i = j
         return toks
@@ -171,8 +174,8 @@ class Normalizer:
                 j += 2
             unit = self._unit_at(toks, j)
             prev = out[-1].text.lower() if out else ""
-            as_digits = (len(chain) > 1 or unit is not None or "." in t.value or _value(t.value) >= 10
-                         or prev in self.contexts)
+            as_digits = (len(chain) > 1 or unit is not None or "." in t.value or abs(_value(t.value)) >= 10
+                         or t.value.startswith("-") or prev in self.contexts)
             if not as_digits:
                 out.append(_Tok(t.text))
                 i += 1
