@@ -10,7 +10,7 @@ issuer ``READROOM-DEMO``, institutions marked "(demo)". The objects are neverthe
 viewer's geometry and measurement tests use them. The night (times are the night before ``night``):
 
 * 02:14 CT head without contrast, **STAT**: 512x512, 160 axial slices of 1.0 mm (0.45 mm pixels), HU via
-  rescale; a 3D Shepp-Logan-like head (scalp, three-layer skull, grey/white matter, ventricles, falx,
+  rescale; a 3D Shepp-Logan-like head (scalp, three-layer skull, grey/white matter, sulci, ventricles, falx,
   brainstem, skull base, orbits) with a hyperdense intraparenchymal bleed that is an exact sphere
   (:data:`HEAD_BLEED_DIAMETER_MM`, centre :data:`HEAD_BLEED_CENTER_LPS`). Explicit VR Little Endian.
 * 01:38 CT abdomen/pelvis with IV contrast: 512x512, 200 slices of 2.0 mm, **RLE Lossless**; liver,

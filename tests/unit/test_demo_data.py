@@ -148,6 +148,27 @@ def test_ct_head_layers_from_brain_to_air(demo):
         assert bone.max() > 1200  # cortical skull
 
 
+def test_ct_head_cortex_has_sulci(demo):
+    """Just inside the skull the brain is interrupted by CSF-density sulci, not a smooth shell."""
+    head = _by_desc(demo, "CT HEAD")
+    ds = _read_sorted(head)[120]
+    hu = _hu(ds)
+    r0, c0 = _pixel_of(ds, (1.5, -4.0, float(ds.ImagePositionPatient[2])))  # about the head's centre
+    ps = float(ds.PixelSpacing[0])
+    cortex = []
+    for theta in np.linspace(0, 2 * np.pi, 720, endpoint=False):
+        dr, dc = np.sin(theta), np.cos(theta)
+        k = 10.0
+        while hu[round(r0 + k * dr), round(c0 + k * dc)] < 600:  # out to the inner table
+            k += 0.5
+        k -= 4.0 / ps  # 4 mm inside it: the cortical ribbon
+        cortex.append(hu[round(r0 + k * dr) - 1 : round(r0 + k * dr) + 2, round(c0 + k * dc)].mean())
+    cleft = np.asarray(cortex) < 20
+    n_sulci = int(np.sum(cleft & ~np.roll(cleft, 1)))
+    assert 10 <= n_sulci <= 60, n_sulci
+    assert np.median(cortex) > 25  # mostly grey matter between them
+
+
 def test_ct_abdomen_organs_enhance_like_portal_venous_phase(demo):
     abd = _by_desc(demo, "CT ABDOMEN")
     dss = _read_sorted(abd)
