@@ -7,7 +7,7 @@ writer for benches and tests.
 Everything here is synthetic: analytic phantoms (no real patient data), names like ``SYNTHETIC^HEADCT``,
 issuer ``READROOM-DEMO``, institutions marked "(demo)". The objects are nevertheless standard, valid DICOM
 (every file passes ``dciodvfy`` in tests/unit/test_demo_data.py) with exact geometry, because the
-viewer's geometry and measurement tests use them. The night (times are the night before ``night``):
+viewer's geometry and measurement tests use them. The night shift that ends on the morning of ``night``:
 
 * 02:14 CT head without contrast, **STAT**: 512x512, 160 axial slices of 1.0 mm (0.45 mm pixels), HU via
   rescale; a 3D Shepp-Logan-like head (scalp, three-layer skull, grey/white matter, sulci, ventricles, falx,
