@@ -77,7 +77,11 @@ class ReviewedReport:
 
     @classmethod
     def from_sr(cls, ds: Dataset) -> ReviewedReport:
+        """Raises ReviewError (a ValueError) unless ``ds`` is a signed (VERIFIED) TID 2000 report."""
         from .sr import narrative_from_sr, reader_login
+
+        if not is_signed_report(ds):
+            raise ReviewError("not a signed diagnostic report SR (preliminary, measurement or other SR)")
 
         reader = reader_login(ds) or ""
         if not reader and ds.get("VerifyingObserverSequence"):
@@ -293,11 +297,16 @@ def load_reviews(datasets: Iterable[Dataset]) -> list[PeerReview]:
     return [review_from_sr(ds) for ds in datasets if is_review_sr(ds)]
 
 
+def is_signed_report(ds: Dataset) -> bool:
+    """A VERIFIED Basic Diagnostic Imaging Report (TID 2000) - not a preliminary, a measurement SR or a review."""
+    return (not is_review_sr(ds) and ds.get("VerificationFlag") == "VERIFIED"
+            and any(t.get("TemplateIdentifier") == "2000" for t in ds.get("ContentTemplateSequence", [])))
+
+
 def latest_signed_report(datasets: Iterable[Dataset]) -> Dataset | None:
     """Of a study's SRs, the newest signed report version (what a reviewer should review): a VERIFIED TID 2000
     report that no other given SR names as its predecessor; ties broken by verification time."""
-    reports = [ds for ds in datasets if not is_review_sr(ds) and ds.get("VerificationFlag") == "VERIFIED"
-               and any(t.get("TemplateIdentifier") == "2000" for t in ds.get("ContentTemplateSequence", []))]
+    reports = [ds for ds in datasets if is_signed_report(ds)]
     superseded = {ref.ReferencedSOPInstanceUID
                   for ds in reports for st in ds.get("PredecessorDocumentsSequence", [])
                   for se in st.ReferencedSeriesSequence for ref in se.ReferencedSOPSequence}

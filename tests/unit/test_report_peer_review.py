@@ -140,3 +140,6 @@ def test_latest_signed_report_skips_superseded_preliminary_and_reviews():
     assert latest_signed_report([first, addendum, prelim, review_sr]).SOPInstanceUID == addendum.SOPInstanceUID
     assert latest_signed_report([first, prelim]).SOPInstanceUID == first.SOPInstanceUID
     assert latest_signed_report([prelim, review_sr]) is None
+    for not_a_report in (prelim, review_sr):
+        with pytest.raises(ValueError):
+            ReviewedReport.from_sr(not_a_report)
