@@ -9,7 +9,8 @@ and writes ``<SOP Instance UID>.diagnosticreport.json`` (FHIR R4 DiagnosticRepor
 R4B models, report text as presentedForm, ImagingStudy referenced by Study Instance UID) and
 ``<SOP Instance UID>.oru.hl7`` (ORU^R01, validated with hl7apy STRICT; OBR-25/OBX-11 "F"; "C" for an addendum
 (an SR with an Addendum section); "P" / FHIR "preliminary" for a PRELIMINARY, unverified report). Other SRs
-(measurements, peer reviews, unverified non-preliminary documents) are ignored. Writes are atomic and repeatable: storing the same SR twice rewrites the same two files.
+(measurements, peer reviews, unverified non-preliminary documents) are ignored. Writes are atomic and repeatable:
+storing the same SR twice rewrites the same two files.
 """
 from __future__ import annotations
 

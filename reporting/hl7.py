@@ -3,7 +3,8 @@
 Owns :func:`build_oru`: MSH, PID, ORC, OBR (placer/filler = accession, procedure code, exam time, result-status
 change time, diagnostic service "RAD", result status F - or C for a correction/addendum of a final report -,
 principal result interpreter) and one OBX (TX) per printed line with LOINC section codes, an OBX with the Study
-Instance UID (DCM 110180) and one with the SR's SOP Instance UID (local code SRUID, 99READROOM). Built and validated with ``hl7apy`` at STRICT level.
+Instance UID (DCM 110180) and one with the SR's SOP Instance UID (local code SRUID, 99READROOM).
+Built and validated with ``hl7apy`` at STRICT level.
 """
 from __future__ import annotations
 

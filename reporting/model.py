@@ -495,7 +495,8 @@ class Report:
         r.measurements = {k: MeasurementLink(**v) for k, v in d.get("measurements", {}).items() if k in r.values}
         r.key_images = [KeyImage(image=InstanceRef(**k["image"]), frame=k.get("frame"), note=k.get("note", ""))
                         for k in d.get("key_images", [])]
-        r.critical_results = [CriticalResult(**{**c, "communications": [Communication(**x) for x in c["communications"]]})
+        r.critical_results = [CriticalResult(**{**c, "communications": [Communication(**x)
+                                                                         for x in c["communications"]]})
                               for c in d.get("critical_results", [])]
         r.history = [StateChange(ReportState(h["state"]), h["user_id"], h["display_name"], h["at"])
                      for h in d.get("history", [])]

@@ -214,7 +214,8 @@ def review_from_sr(ds: Dataset) -> PeerReview:
             reviewed = item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
     when = str(ds.VerifyingObserverSequence[0].VerificationDateTime) if ds.get("VerifyingObserverSequence") else ""
     return PeerReview(str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), reviewed,
-                      values.get(REVIEWED_READER.value, ""), values.get(REVIEWER.value, ""), RadpeerScore(values[SCORE_NAME.value]),
+                      values.get(REVIEWED_READER.value, ""), values.get(REVIEWER.value, ""),
+                      RadpeerScore(values[SCORE_NAME.value]),
                       values.get(COMMENT_NAME.value, ""), values.get(REVIEWER_IMPRESSION.value, ""),
                       values.get(BLIND_NAME.value) == "yes", when)
 

@@ -141,7 +141,8 @@ def build_report_content(report: Report, reader_name: str, reader_id: str | None
                     num.ContentSequence = [hd.sr.ImageContentItem(
                         name=codes.DCM.SourceOfMeasurement, referenced_sop_class_uid=link.sop_class_uid,
                         referenced_sop_instance_uid=link.sop_instance_uid,
-                        referenced_frame_numbers=_frames(link.sop_class_uid, link.frame), relationship_type="INFERRED FROM")]
+                        referenced_frame_numbers=_frames(link.sop_class_uid, link.frame),
+                        relationship_type="INFERRED FROM")]
                 children.append(num)
         sec = hd.sr.ContainerContentItem(name=_cc(section.code), relationship_type="CONTAINS")
         sec.ContentSequence = children
@@ -151,7 +152,8 @@ def build_report_content(report: Report, reader_name: str, reader_id: str | None
         sec.ContentSequence = [
             hd.sr.ImageContentItem(name=_cc(KEY_IMAGES), referenced_sop_class_uid=k.image.sop_class_uid,
                                    referenced_sop_instance_uid=k.image.sop_instance_uid,
-                                   referenced_frame_numbers=_frames(k.image.sop_class_uid, k.frame), relationship_type="CONTAINS")
+                                   referenced_frame_numbers=_frames(k.image.sop_class_uid, k.frame),
+                                   relationship_type="CONTAINS")
             for k in report.key_images]
         items.append(sec)
     if report.critical_results:
