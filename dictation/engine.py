@@ -178,6 +178,9 @@ class DictationEngine:
         reason = "end_of_audio"
         rec = None
         try:
+            with self._lock:
+                if self._pending_mode is not None:  # chosen before the run: no recogniser to finish
+                    self._mode, self._pending_mode = self._pending_mode, None
             mode = self._mode
             rec = self._recognizer(mode)
             last_partial = ""

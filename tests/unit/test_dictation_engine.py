@@ -233,17 +233,34 @@ def test_stop_finishes_the_utterance_and_cancel_drops_it(ko_model, ko_vocab, tmp
 
 
 @needs_tts
-def test_mode_switch_takes_effect_mid_stream(ko_model, ko_vocab, tmp_path):
-    pcm = speak(tmp_path, "다음", "ko")
+def test_mode_switch(ko_model, ko_vocab, tmp_path):
+    # chosen before the run
     events = []
     engine = DictationEngine(ko_model, ko_vocab, mode=DICTATION, on_event=events.append, levels=False)
     engine.set_mode(COMMAND)
     assert engine.mode == COMMAND
     reseed_feature_dither(1)
-    engine.run(WavFileSource(pcm=pcm))
+    engine.run(WavFileSource(pcm=speak(tmp_path, "다음", "ko")))
     assert commands_of(events) == [Command("next_field")]
     with pytest.raises(ValueError):
         engine.set_mode("shouting")
+
+    # switched mid-stream, after the first dictated sentence: the second sentence inserts no text
+    sentence = speak(tmp_path, KO_SENTENCES[1], "ko", pad=(0.2, 1.0))
+    events = []
+
+    def on_event(e):
+        events.append(e)
+        if isinstance(e, FinalText):
+            engine.set_mode(COMMAND)
+
+    engine = DictationEngine(ko_model, ko_vocab, mode=DICTATION, on_event=on_event, levels=False)
+    reseed_feature_dither(1)
+    engine.run(WavFileSource(pcm=sentence + sentence))
+    finals = [e for e in events if isinstance(e, FinalText)]
+    assert {e.utterance_id for e in finals} == {1}
+    assert all(w.end < len(sentence) / 32000 for e in finals for w in e.words)
+    assert engine.mode == COMMAND
 
 
 def _wer(ref: list[str], hyp: list[str]) -> float:
