@@ -6,9 +6,12 @@ Owns the download plan and the fast path. For each study:
    the middle (by InstanceNumber) of the largest series; it is fetched on its own connection right away.
 2. Each series is streamed as one ``multipart/related`` WADO-RS response (one request per series is several
    times faster than one per instance on Orthanc), series in parallel over the pooled session
-   (``profile.parallel_connections``). Parts are parsed as they arrive and handed to worker threads that
-   parse, encrypt and write them into the :class:`~cloud_client.cache.InstanceCache`, decode the pixels
-   (``decode=True``) and call ``on_instance(sop_uid, dataset)`` - all off the caller's thread.
+   (``profile.parallel_connections``). Each part is parsed as soon as it is complete, encrypted and written
+   into the :class:`~cloud_client.cache.InstanceCache`, its pixels decoded (``decode=True``) and
+   ``on_instance(sop_uid, dataset)`` called - all off the caller's thread. By default this runs on the
+   stream's own thread (``decode_workers=0``; the kernel keeps receiving meanwhile): on a 2-core machine that
+   measured ~10% faster than handing parts to worker threads, which only fight over the GIL. Set
+   ``decode_workers`` > 0 to hand parts to a pool (e.g. many cores and JPEG 2000 data).
 3. What is already cached is never fetched again: a partly cached series is completed instance by instance
    when few are missing, or streamed with the cached parts skipped. A dropped connection or an archive restart
    is retried with back-off (up to ``retry_for_s``) and resumes from what is cached.
@@ -171,7 +174,7 @@ class StudyFetcher:
     """Fetches studies through one session into one cache. Thread-safe; one instance can serve many fetches."""
 
     def __init__(self, session: DicomWebSession, cache: InstanceCache, *, audit: AuditTrail | None = None,
-                 decode: bool = True, retry_for_s: float = 60.0, decode_workers: int = 2,
+                 decode: bool = True, retry_for_s: float = 60.0, decode_workers: int = 0,
                  max_inflight_parts: int = 64) -> None:
         self.session = session
         self.cache = cache
