@@ -91,6 +91,15 @@ class ReadingPage(QWidget):
         self.view_mode.setToolTip("Reformats need the whole series (enabled when it has arrived)")
         self.view_mode.currentIndexChanged.connect(lambda _i: self.set_view_mode(self.view_mode.currentData()))
         self.mpr = None
+        self.window_preset = QComboBox()
+        self.window_preset.setToolTip("Window presets (header windows first, CT presets for CT)")
+        self.window_preset.addItem("Window", None)
+        self.window_preset.activated.connect(self._preset_chosen)
+        self.cine = QPushButton("Play")
+        self.cine.setCheckable(True)
+        self.cine.setEnabled(False)
+        self.cine.setToolTip("Play multi-frame (cine) series at their recorded frame rate")
+        self.cine.toggled.connect(self._cine_toggled)
         self.close_button = QPushButton("Back to worklist")
         self.close_button.clicked.connect(self.close_study_and_return)
         self.notice = QLabel("")
@@ -103,6 +112,8 @@ class ReadingPage(QWidget):
         head.addStretch(1)
         head.addWidget(QLabel("Tool:"))
         head.addWidget(self.tool)
+        head.addWidget(self.window_preset)
+        head.addWidget(self.cine)
         head.addWidget(self.view_mode)
         head.addWidget(QLabel("Priors:"))
         head.addWidget(self.priors)
@@ -270,6 +281,29 @@ class ReadingPage(QWidget):
         elif isinstance(ev, SeriesFailed):
             self.show_notice(ev.message)
 
+    def _fill_presets(self) -> None:
+        from viewer.presets import presets_for
+
+        volume = self._main_volume()
+        self.window_preset.clear()
+        self.window_preset.addItem("Window", None)
+        for p in presets_for(volume) if volume is not None else []:
+            self.window_preset.addItem(f"{p.name} ({p.width:g}/{p.center:g})", (p.width, p.center))
+        self.cine.setEnabled(any((v.metadata or {}).get("kind") == "cine" for v in self.volumes.values()))
+
+    def _preset_chosen(self, index: int) -> None:
+        wl = self.window_preset.itemData(index)
+        if wl is None:
+            return
+        for vp in self.panes:
+            vp.set_window_level(*wl)
+
+    def _cine_toggled(self, on: bool) -> None:
+        for vp in self.panes:
+            if vp.volume is not None and (vp.volume.metadata or {}).get("kind") == "cine":
+                vp.play() if on else vp.stop()
+        self.cine.setText("Stop" if on else "Play")
+
     def _set_tool(self, name: str) -> None:
         for vp in self.panes:
             vp.set_tool(name)
@@ -355,7 +389,9 @@ class ReadingPage(QWidget):
             run_task(self.ws.saved_annotations, self.item.study_uid, on_done=self._restore_saved,
                      on_error=lambda m, _e: self.show_notice(m))
         vol = self._main_volume()
-        self.view_mode.setEnabled(vol is not None and vol.voxels.ndim == 3 and vol.shape[0] > 1)
+        self.view_mode.setEnabled(vol is not None and vol.voxels.ndim == 3 and vol.shape[0] > 1
+                                  and (vol.metadata or {}).get("kind") == "stack")
+        self._fill_presets()
         self.study_loaded.emit(result)
 
     def _failed(self, message: str, _exc) -> None:
@@ -442,6 +478,10 @@ class ReadingPage(QWidget):
         self.view_mode.setCurrentIndex(0)
         self.view_mode.blockSignals(False)
         self.view_mode.setEnabled(False)
+        self.cine.setChecked(False)
+        self.cine.setEnabled(False)
+        self.window_preset.clear()
+        self.window_preset.addItem("Window", None)
         self.placeholder.show()
         self.grid.addWidget(self.placeholder, 0, 0)
         self.notice.hide()

@@ -147,6 +147,12 @@ def test_claim_opens_study_first_image_before_fetch_finishes(workstation, readin
     vp = page.viewports[page.plan.viewports[0].series_uid][0]
     assert vp.volume.shape[0] == 160 and vp.arrived is None   # every slice arrived
     assert win.editor.report is not None and win.editor.report.study.study_uid == claimed.study_uid
+    # window presets for CT are offered and applied to the panes
+    idx = next(i for i in range(page.window_preset.count()) if "bone" in page.window_preset.itemText(i).lower())
+    page.window_preset.setCurrentIndex(idx)
+    page.window_preset.activated.emit(idx)
+    assert (vp.window, vp.level) == page.window_preset.itemData(idx)
+    assert not page.cine.isEnabled()                          # a CT stack is not a cine loop
     # the whole series is local: reformats are offered (MPR with linked crosshair), and back to the stack
     assert page.view_mode.isEnabled()
     page.view_mode.setCurrentIndex(page.view_mode.findData("mpr"))
