@@ -70,6 +70,12 @@ def register(subparsers) -> None:
     p.add_argument("--all", action="store_true", help="every signed version (default: the latest)")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("import-mrrt", help="import an IHE MRRT / RadReport HTML template as a report template")
+    p.add_argument("html_file", type=Path)
+    p.add_argument("--id", help="template id (default: from the template's dcterms.identifier or title)")
+    p.add_argument("--out", type=Path, help="folder (default: the user templates folder, used by ReadRoom)")
+    p.set_defaults(func=cmd_import_mrrt)
+
     p = sub.add_parser("verify", help="check that an SR file is a report signed here, unchanged")
     p.add_argument("sr_file", type=Path)
     p.set_defaults(func=cmd_verify)
@@ -354,6 +360,23 @@ def cmd_export(args) -> int:
         for name in OUTPUT_NAMES:
             (args.out / f"{sop}.{name}").write_bytes(read_output(rec, name))
         print(f"Exported {sop} ({'addendum' if rec.content.get('predecessor') else 'report'}) to {args.out}")
+    return 0
+
+
+def cmd_import_mrrt(args) -> int:
+    from reporting.mrrt import mrrt_to_template_json
+    from reporting.templates import TemplateError, user_templates_dir
+
+    try:
+        data = mrrt_to_template_json(args.html_file.read_text(encoding="utf-8"), template_id=args.id)
+    except (OSError, UnicodeDecodeError, TemplateError) as exc:
+        return _fail(f"cannot import {args.html_file}: {exc}")
+    out_dir = args.out or user_templates_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{data['id']}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    fields = sum(len(s["fields"]) for s in data["sections"])
+    print(f"Imported template {data['id']!r} ({len(data['sections'])} sections, {fields} fields) to {path}")
     return 0
 
 

@@ -8,10 +8,12 @@ IHE MRRT / RSNA RadReport): :class:`Template` with coded :class:`Section` s, typ
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 FORMAT = "readroom-template/1"
 FIELD_TYPES = ("text", "choice", "number", "measurement", "laterality")
 LATERALITY_OPTIONS = ("right", "left", "bilateral", "none")
@@ -222,12 +224,29 @@ def load_template(path: Path) -> Template:
     return template_from_json(data, path)
 
 
+def user_templates_dir() -> Path:
+    """Site/user templates (e.g. imported from MRRT): ``<config>/templates``; they override shipped ones by id."""
+    from cloud_client import paths
+
+    return paths.config_dir() / "templates"
+
+
 class TemplateLibrary:
-    """All templates in a folder (default: resources/templates)."""
+    """All templates in a folder. Default: the shipped resources/templates plus :func:`user_templates_dir`
+    (a broken user template is skipped with a warning, never hiding the shipped ones)."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = Path(directory) if directory else DEFAULT_DIR
         self._templates = {t.id: t for t in (load_template(p) for p in sorted(self.directory.glob("*.json")))}
+        if directory is None:
+            user_dir = user_templates_dir()
+            for p in sorted(user_dir.glob("*.json")) if user_dir.is_dir() else []:
+                try:
+                    t = load_template(p)
+                except TemplateError as exc:
+                    log.warning("skipping a user report template: %s", exc)
+                    continue
+                self._templates[t.id] = t
         if not self._templates:
             raise TemplateError(f"no report templates found in {self.directory}")
 
