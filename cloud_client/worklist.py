@@ -8,8 +8,10 @@ never retried blindly. Wire format and paths: docs/dev/team-contracts.md.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import socket
 import threading
 import uuid
@@ -177,12 +179,37 @@ def new_uid() -> str:
     return f"2.25.{uuid.uuid4().int}"
 
 
+class _FileLock:
+    """Thread + process lock (fcntl on a side file) around the store's read-modify-write."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._tlock = threading.Lock()
+        self._fd: int | None = None
+
+    def __enter__(self):
+        self._tlock.acquire()
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self._fd is not None:
+                os.close(self._fd)  # releases the flock
+        finally:
+            self._fd = None
+            self._tlock.release()
+
+
 class TransactionStore:
-    """Transaction UIDs this workstation holds, persisted (atomic JSON file, UIDs only - no patient data)."""
+    """Transaction UIDs this workstation holds, persisted (atomic JSON file, UIDs only - no patient data).
+    Safe when the GUI and the CLI use it at the same time."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else paths.data_dir() / "worklist" / "transactions.json"
-        self._lock = threading.Lock()
+        self._lock = _FileLock(self.path.with_name(self.path.name + ".lock"))
 
     def _read(self) -> dict:
         try:

@@ -170,3 +170,25 @@ def test_final_state_payload_has_what_the_standard_requires(tmp_path):
     assert sops == ["1.2.9.1", "1.2.9.2"]
     assert perf["00404035"]["Value"][0]["00404009"]["Value"][0]["00080100"]["Value"] == ["reader1"]
     pydicom.Dataset.from_json(js)  # valid DICOM JSON
+
+
+def test_transaction_store_survives_concurrent_processes(tmp_path):
+    """Two processes (GUI and CLI) recording claims at once lose none of them."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "tx.json"
+    code = textwrap.dedent(f"""
+        import sys
+        from cloud_client.worklist import TransactionStore
+        s = TransactionStore({str(path)!r})
+        for i in range(40):
+            s.put("https://pacs", "reader1", f"{{sys.argv[1]}}.{{i}}", "2.25.9", pending=False)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(n)]) for n in (1, 2)]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    from cloud_client.worklist import TransactionStore
+
+    held = TransactionStore(path).held("https://pacs", "reader1")
+    assert len(held) == 80
