@@ -123,6 +123,8 @@ class Autosaver:
         self.interval_s = interval_s
         self.debounce_s = debounce_s
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # held while a draft file is being written
+        self._closed = False
         self._pending: dict | None = None
         self._last_change = 0.0
         self._last_save = time.monotonic()
@@ -143,7 +145,12 @@ class Autosaver:
         if event.kind == EventKind.FOCUS_CHANGED:
             return
         if self.report.state not in (ReportState.DRAFT, ReportState.PRELIMINARY):
-            return  # signed: the outbox holds it now
+            # signed: the outbox holds it now. Wait for a write in flight, drop what is pending, write no more -
+            # so an edit made just before "Sign" cannot bring the draft back after signing deleted it.
+            with self._write_lock, self._lock:
+                self._pending = None
+                self._closed = True
+            return
         snapshot = self.report.to_dict()
         with self._lock:
             self._pending = snapshot
@@ -152,9 +159,13 @@ class Autosaver:
 
     def flush(self) -> bool:
         """Write the pending snapshot now; True if something was written."""
+        with self._write_lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> bool:
         with self._lock:
             snapshot, self._pending = self._pending, None
-        if snapshot is None:
+        if snapshot is None or self._closed:
             return False
         try:
             self.store.save_snapshot(snapshot)

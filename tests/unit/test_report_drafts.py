@@ -120,3 +120,18 @@ def test_addendum_draft_autosaved_and_dropped_when_signed():
     saver.stop()
     assert a.state == ReportState.FINAL
     assert DraftStore().load(UID) is None  # no stale signed copy comes back as a draft
+
+
+def test_edit_just_before_sign_does_not_resurrect_the_draft():
+    from reporting import signing
+    from reporting.outbox import Outbox
+    from reporting.workflow import sign_report
+
+    signing.generate_key("reader1", "2468")
+    r = _report()
+    r.apply_macro("normal")
+    saver = Autosaver(r, DraftStore(), interval_s=60, debounce_s=60).start()  # pending, not yet written
+    r.set_field("indication", "Typed a moment before signing")
+    sign_report(r, Person("reader1"), "2468", outbox=Outbox(), outputs=False)
+    saver.stop()  # would flush the pending pre-sign snapshot
+    assert not DraftStore().has_draft(UID)
