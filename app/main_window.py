@@ -158,14 +158,14 @@ class MainWindow(QMainWindow):
         self.current_item = item
         self.show_page(PAGE_READING)
         self.reading.open_item(item)
-        try:
-            self.editor.set_report(self.ws.open_report(item))
-        except Exception as exc:  # noqa: BLE001 - a damaged draft must not stop reading
-            from .workers import user_message
-
-            self.editor.set_report(None)
-            self.status.showMessage(user_message(exc), 15_000)
+        self.editor.set_report(None)
+        run_task(self.ws.open_report, item, on_done=lambda r: self._report_ready(item, r),
+                 on_error=lambda m, _e: self.status.showMessage(m, 15_000))
         self.study_opened.emit(item)
+
+    def _report_ready(self, item, report) -> None:
+        if self.current_item is item:           # the reader may have moved on meanwhile
+            self.editor.set_report(report)
 
     def _measurement_made(self, m) -> None:
         from .measurement_link import apply_to_report

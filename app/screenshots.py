@@ -117,6 +117,7 @@ def main(out: str) -> int:
         from dictation.events import Command, CommandEvent, FinalText, PartialText
 
         ed = win.editor
+        _wait(app, lambda: ed.report is not None, what="report")
         ed.apply_macro()
         ed.report.set_field("indication", "Cough and fever for three days.")
         ed.report.focus("lungs")
