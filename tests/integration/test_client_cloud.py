@@ -401,3 +401,22 @@ def test_claim_whose_answer_was_lost_is_recovered(own_cloud, readroom_home):
     with pytest.raises(AlreadyClaimed):
         other.claim(uid)
     wl.release(uid)
+
+
+@pytest.mark.slow
+def test_real_slice_in_nine_transfer_syntaxes_is_pixel_exact(own_cloud, real_data, readroom_home):
+    """One real MR slice stored as ELE, ILE, EBE, RLE, JPEG lossless (x2), JPEG-LS (x2), J2K lossless: fetched
+    as stored ("*"), every copy decodes to exactly the same pixels as its source file."""
+    files = sorted((real_data / "06_mr_slice_transfer_syntaxes").glob("*.dcm"))
+    assert len(files) == 9
+    sources = [pydicom.dcmread(f) for f in files]
+    session_for(own_cloud, "clinic").stow(sources)
+    cache = InstanceCache()
+    result = StudyFetcher(session_for(own_cloud, "reader1"), cache).fetch_study(sources[0].StudyInstanceUID)
+    assert result.complete and result.fetched == 9
+    reference = sources[0].pixel_array
+    for src in sources:
+        got = cache.get_dataset(src.SOPInstanceUID)
+        assert got.file_meta.TransferSyntaxUID == src.file_meta.TransferSyntaxUID
+        assert np.array_equal(got.pixel_array, src.pixel_array), src.file_meta.TransferSyntaxUID
+        assert np.array_equal(got.pixel_array, reference)
