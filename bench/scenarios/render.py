@@ -93,6 +93,9 @@ def _bare_stack(shared, window_level):
     ren.AddViewProp(actor)
     ren.GetActiveCamera().ParallelProjectionOn()
     ren.ResetCamera()
+    b = shared.image.GetBounds()
+    # the same framing as ours after "fit": the image fills the view (llvmpipe's cost grows with covered pixels)
+    ren.GetActiveCamera().SetParallelScale(max(b[3] - b[2], b[1] - b[0]) / 2 * 1.02)
     w.GetRenderWindow().Render()
     return w, mapper, prop
 
@@ -127,6 +130,8 @@ def _bare_oblique(shared, volume):
     ren.GetActiveCamera().ParallelProjectionOn()
     w.GetRenderWindow().Render()
     ren.ResetCamera()
+    ob = rs.GetOutput().GetBounds()
+    ren.GetActiveCamera().SetParallelScale(max(ob[3] - ob[2], ob[1] - ob[0]) / 2 * 1.02)  # fit, as ours
     return w, rs
 
 

@@ -656,8 +656,7 @@ class StackViewport(ImageView):
         pos = np.array(self.camera.GetPosition())
         dz = self.plane_z() - fp[2]
         self.camera.SetFocalPoint(fp[0], fp[1], fp[2] + dz)
-        self.camera.SetPosition(pos[0], pos[1], pos[2] + dz)
-        self.renderer.ResetCameraClippingRange()
+        self.camera.SetPosition(pos[0], pos[1], pos[2] + dz)  # camera moves with the slice: clipping stays valid
         self.render()
         if changed:
             self.sliceChanged.emit(k)
