@@ -34,6 +34,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"ReadRoom - {workstation.user}")
         self.resize(1600, 1000)
         self.current_item = None
+        self._return_page = PAGE_WORKLIST
 
         self.pages = QStackedWidget()
         self.worklist = WorklistPanel(workstation)
@@ -98,7 +99,9 @@ class MainWindow(QMainWindow):
             return w
         from .qa_page import QAPage
 
-        return QAPage(self.ws, self)
+        page = QAPage(self.ws, self)
+        page.open_images.connect(self.open_for_review)
+        return page
 
     def _build_actions(self) -> None:
         tb = QToolBar("Main")
@@ -156,12 +159,24 @@ class MainWindow(QMainWindow):
     # -- study ----------------------------------------------------------------------------------------------
     def open_item(self, item) -> None:
         self.current_item = item
+        self._return_page = PAGE_WORKLIST
         self.show_page(PAGE_READING)
         self.reading.open_item(item)
         self.editor.set_report(None)
         run_task(self.ws.open_report, item, on_done=lambda r: self._report_ready(item, r),
                  on_error=lambda m, _e: self.status.showMessage(m, 15_000))
         self.study_opened.emit(item)
+
+    def open_for_review(self, study_uid: str) -> None:
+        """Show a study's images for peer review: no claim, no report editing; back returns to QA."""
+        from cloud_client.worklist import WorklistItem
+
+        item = WorklistItem(workitem_uid="", study_uid=study_uid, state="COMPLETED", priority="")
+        self.current_item = None
+        self.editor.set_report(None)
+        self._return_page = PAGE_QA
+        self.show_page(PAGE_READING)
+        self.reading.open_item(item)
 
     def _report_ready(self, item, report) -> None:
         if self.current_item is item:           # the reader may have moved on meanwhile
@@ -206,8 +221,10 @@ class MainWindow(QMainWindow):
 
     def _reading_closed(self) -> None:
         self.current_item = None
-        self.show_page(PAGE_WORKLIST)
-        self.worklist.refresh()
+        page, self._return_page = self._return_page, PAGE_WORKLIST
+        self.show_page(page)
+        if page == PAGE_WORKLIST:
+            self.worklist.refresh()
 
     def _fetch_progress(self, p) -> None:
         self.status.set_fetch(p.done, p.total, getattr(p, "rate_mb_s", None), getattr(p, "eta_s", None))

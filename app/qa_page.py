@@ -87,6 +87,7 @@ class ScoreChart(QWidget):
 class QAPage(QWidget):
     review_submitted = Signal(object)      # PeerReview
     loaded = Signal()
+    open_images = Signal(str)              # study UID to show in the reading page
 
     def __init__(self, workstation, parent=None) -> None:
         super().__init__(parent)
@@ -120,6 +121,9 @@ class QAPage(QWidget):
         self.my_impression.setMaximumHeight(120)
         self.reveal_button = QPushButton("Reveal original and compare")
         self.reveal_button.clicked.connect(self.reveal)
+        self.images_button = QPushButton("Open the images")
+        self.images_button.clicked.connect(
+            lambda: self.review is not None and self.open_images.emit(self.review.original.study_uid))
         self.original = QPlainTextEdit()
         self.original.setReadOnly(True)
         self.original.setPlaceholderText("The original report stays hidden until you have written your impression.")
@@ -143,7 +147,10 @@ class QAPage(QWidget):
         self.message.hide()
         mid = QWidget()
         ml = QVBoxLayout(mid)
-        ml.addWidget(self.title)
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.images_button)
+        ml.addLayout(top)
         ml.addWidget(QLabel("Your impression"))
         ml.addWidget(self.my_impression)
         ml.addWidget(self.reveal_button)
@@ -214,7 +221,7 @@ class QAPage(QWidget):
 
     # -- review flow ----------------------------------------------------------------------------------------
     def _set_review_enabled(self, on: bool) -> None:
-        for w in (self.my_impression, self.reveal_button):
+        for w in (self.my_impression, self.reveal_button, self.images_button):
             w.setEnabled(on)
         revealed = bool(self.review and self.review.revealed)
         for w in (self.score, self.comment, self.submit_button):

@@ -93,6 +93,15 @@ def test_blind_peer_review_flow_and_score_chart(qtbot, qa_cloud):
         qa.list.setCurrentRow(0)
         # blind: the original is hidden and scoring is impossible before the reviewer's own read
         assert qa.original.toPlainText() == "" and not qa.submit_button.isEnabled()
+        # the reviewer looks at the images first (no claim, no report editing), then comes back
+        loaded = []
+        win.reading.study_loaded.connect(loaded.append)
+        qa.images_button.click()
+        assert win.pages.currentIndex() == 1 and win.editor.report is None
+        qtbot.waitUntil(lambda: bool(loaded), timeout=60000)
+        assert win.reading.panes and win.reading.panes[0].volume is not None
+        win.reading.close_study_and_return()
+        assert win.pages.currentIndex() == PAGE_QA
         qa.reveal()
         assert "impression" in qa.message.text().lower()
         qa.my_impression.setPlainText("Pulmonary embolism in the right lower lobe. Small right pleural effusion.")
