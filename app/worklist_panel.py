@@ -313,7 +313,10 @@ class WorklistPanel(QWidget):
         if item is None or self.busy:
             return
         if str(getattr(item, "state", "")) == "IN PROGRESS":
-            self.open_requested.emit(item)   # already ours
+            if getattr(item, "held_here", True):
+                self.open_requested.emit(item)   # already ours, on this workstation
+            else:
+                self.show_notice("This study is being read on another workstation. Finish or release it there.")
             return
         self.busy = True
         self.open_button.setEnabled(False)

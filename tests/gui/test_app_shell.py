@@ -255,3 +255,17 @@ def test_level_meter_follows_engine_levels(qtbot):
     panel.feed(LevelEvent(rms_dbfs=-90.0, peak_dbfs=-80.0))
     assert panel.meter.value() == -60                            # clamped to the meter's floor
     panel.shutdown()
+
+
+def test_item_claimed_on_another_workstation_is_not_opened_here(window, qtbot):
+    from cloud_client.worklist import WorklistItem
+
+    elsewhere = WorklistItem(workitem_uid="2.25.41", study_uid="2.25.42", state="IN PROGRESS", priority="MEDIUM",
+                             assigned_to="reader1", held_here=False)
+    window.worklist.model.set_items([elsewhere])
+    window.worklist.select_row(0)
+    opened = []
+    window.worklist.open_requested.connect(opened.append)
+    window.worklist.claim_and_open()
+    assert not opened and "another workstation" in window.worklist.notice.text()
+    assert window.worklist.model.index(0, 7).data() == "in progress"
