@@ -420,3 +420,18 @@ def test_real_slice_in_nine_transfer_syntaxes_is_pixel_exact(own_cloud, real_dat
         assert got.file_meta.TransferSyntaxUID == src.file_meta.TransferSyntaxUID
         assert np.array_equal(got.pixel_array, src.pixel_array), src.file_meta.TransferSyntaxUID
         assert np.array_equal(got.pixel_array, reference)
+
+
+def test_profile_asks_for_a_compressed_transfer_syntax(own_cloud, readroom_home):
+    """Over the internet a profile may ask the archive to send JPEG-LS lossless: smaller, still exact."""
+    study, dss = _small_study(own_cloud, n=3, rows=128)
+    jls = "1.2.840.10008.1.2.4.80"
+    cache = InstanceCache()
+    sess = session_for(own_cloud, "reader1", transfer_syntaxes=[jls, "*"])
+    result = StudyFetcher(sess, cache).fetch_study(study)
+    assert result.complete and result.transfer_syntax == jls
+    for src in dss:
+        got = cache.get_dataset(src.SOPInstanceUID)
+        assert got.file_meta.TransferSyntaxUID == jls
+        assert np.array_equal(got.pixel_array, src.pixel_array)
+    assert result.bytes_fetched < sum(len(s.PixelData) for s in dss)
