@@ -10,7 +10,9 @@ R4B models, report text as presentedForm, ImagingStudy referenced by Study Insta
 ``<SOP Instance UID>.oru.hl7`` (ORU^R01, validated with hl7apy STRICT; OBR-25/OBX-11 "F"; "C" for an addendum
 (an SR with an Addendum section); "P" / FHIR "preliminary" for a PRELIMINARY, unverified report). Other SRs
 (measurements, peer reviews, unverified non-preliminary documents) are ignored. Writes are atomic and repeatable:
-storing the same SR twice rewrites the same two files.
+storing the same SR twice rewrites the same two files. With a FHIR endpoint configured (argument, or the
+``READROOM_CLOUD_FHIR_ENDPOINT`` environment variable) the DiagnosticReport is also PUT there (update-as-create,
+so repeats are harmless); if that fails the files remain the record.
 """
 from __future__ import annotations
 
@@ -231,8 +233,32 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def handle_stored_sr(dataset: Dataset, outbound_dir: Path) -> list[Path]:
-    """Write the FHIR DiagnosticReport and HL7 ORU for a stored, verified report SR; other SRs -> []."""
+FHIR_ENDPOINT_ENV = "READROOM_CLOUD_FHIR_ENDPOINT"
+
+
+def post_fhir(resource: dict, endpoint: str, timeout: float = 10.0) -> bool:
+    """PUT the DiagnosticReport to ``<endpoint>/DiagnosticReport/<id>`` (an update-as-create: repeating it is
+    harmless). Basic auth may be given in the URL. True on 200/201; failures are logged, the outbound files stay."""
+    import requests
+
+    url = f"{endpoint.rstrip('/')}/DiagnosticReport/{resource['id']}"
+    try:
+        r = requests.put(url, data=json.dumps(resource), timeout=timeout,
+                         headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"})
+    except requests.RequestException as exc:
+        log.warning("FHIR endpoint not reachable (%s); the report stays in the outbound folder", type(exc).__name__)
+        return False
+    if r.status_code not in (200, 201):
+        log.warning("FHIR endpoint answered HTTP %s; the report stays in the outbound folder", r.status_code)
+        return False
+    return True
+
+
+def handle_stored_sr(dataset: Dataset, outbound_dir: Path, fhir_endpoint: str | None = None) -> list[Path]:
+    """Write the FHIR DiagnosticReport and HL7 ORU for a stored, verified report SR; other SRs -> [].
+
+    With ``fhir_endpoint`` (or the ``READROOM_CLOUD_FHIR_ENDPOINT`` environment variable) the DiagnosticReport is
+    also PUT to that FHIR server; the files are written first either way."""
     if not is_report_sr(dataset):
         return []
     if _s(dataset, "VerificationFlag") != "VERIFIED" and not is_preliminary(dataset):
@@ -243,7 +269,11 @@ def handle_stored_sr(dataset: Dataset, outbound_dir: Path) -> list[Path]:
     uid = str(dataset.SOPInstanceUID)
     fhir_path = outbound_dir / f"{uid}.diagnosticreport.json"
     hl7_path = outbound_dir / f"{uid}.oru.hl7"
-    _atomic_write(fhir_path, json.dumps(build_fhir(dataset), indent=2).encode("utf-8"))
+    resource = build_fhir(dataset)
+    _atomic_write(fhir_path, json.dumps(resource, indent=2).encode("utf-8"))
     _atomic_write(hl7_path, build_oru(dataset).encode("utf-8"))
+    endpoint = fhir_endpoint or os.environ.get(FHIR_ENDPOINT_ENV)
+    if endpoint:
+        post_fhir(resource, endpoint)
     log.info("EHR outbound written for report SR %s", uid)
     return [fhir_path, hl7_path]

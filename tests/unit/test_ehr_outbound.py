@@ -87,3 +87,36 @@ def test_cloud_module_imports_no_client_package():
     imported = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     imported |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not imported & {"reporting", "cloud_client", "app", "viewer", "dictation"}
+
+
+def test_diagnostic_report_is_put_to_a_configured_fhir_endpoint(tmp_path, monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_PUT(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, self.headers["Content-Type"], json.loads(body)))
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        ds = _sr(_report())
+        monkeypatch.setenv(ehr_outbound.FHIR_ENDPOINT_ENV, f"http://127.0.0.1:{server.server_port}/fhir")
+        paths = ehr_outbound.handle_stored_sr(ds, tmp_path)
+    finally:
+        server.shutdown()
+    assert len(paths) == 2
+    [(path, ctype, resource)] = received
+    assert path == "/fhir/DiagnosticReport/" + resource["id"] and ctype == "application/fhir+json"
+    assert resource == json.loads(paths[0].read_text())
+    # an unreachable endpoint never loses the report: the files are there
+    assert not ehr_outbound.post_fhir(resource, "http://127.0.0.1:9/fhir", timeout=1)
