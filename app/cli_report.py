@@ -131,12 +131,7 @@ def _study_context(session, item):
         v = v[0] if v else ""
         return v.get("Alphabetic", "") if isinstance(v, dict) else str(v)
 
-    ctx = StudyContext(study_uid=item.study_uid or "", patient_id=item.patient_id,
-                       issuer_of_patient_id=item.issuer_of_patient_id, patient_name=item.patient_name,
-                       patient_sex=item.patient_sex,
-                       patient_birth_date=item.patient_birth_date.strftime("%Y%m%d") if item.patient_birth_date else "",
-                       modality=item.modality, body_part=item.body_part, description=item.study_description,
-                       institution=item.clinic, workitem_uid=item.workitem_uid)
+    ctx = StudyContext.from_worklist_item(item)
     studies = session.qido_studies({"StudyInstanceUID": ctx.study_uid}) if ctx.study_uid else []
     if studies:
         s = studies[0]

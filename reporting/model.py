@@ -116,6 +116,18 @@ class StudyContext:
                 "workitem_uid": self.workitem_uid}
 
     @classmethod
+    def from_worklist_item(cls, item) -> StudyContext:
+        """From a ``cloud_client.worklist.WorklistItem`` (read by attribute name, so no import is needed)."""
+        birth = getattr(item, "patient_birth_date", None)
+        return cls(study_uid=getattr(item, "study_uid", None) or "", patient_id=getattr(item, "patient_id", ""),
+                   issuer_of_patient_id=getattr(item, "issuer_of_patient_id", ""),
+                   patient_name=getattr(item, "patient_name", ""), patient_sex=getattr(item, "patient_sex", ""),
+                   patient_birth_date=birth.strftime("%Y%m%d") if hasattr(birth, "strftime") else (birth or ""),
+                   modality=getattr(item, "modality", ""), body_part=getattr(item, "body_part", ""),
+                   description=getattr(item, "study_description", ""), institution=getattr(item, "clinic", ""),
+                   workitem_uid=getattr(item, "workitem_uid", ""))
+
+    @classmethod
     def from_dict(cls, d: dict) -> StudyContext:
         d = dict(d)
         d["instances"] = [InstanceRef(**i) for i in d.get("instances", [])]

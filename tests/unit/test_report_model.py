@@ -146,3 +146,17 @@ def test_change_template_keeps_common_fields():
     r.change_template(TemplateLibrary().get("generic"))
     assert r.get("indication") == "Trauma"
     assert r.template.id == "generic"
+
+
+def test_study_context_from_worklist_item():
+    import datetime as dt
+
+    from cloud_client.worklist import WorklistItem
+
+    item = WorklistItem(workitem_uid="1.2.9", study_uid="1.2.3", state="IN PROGRESS", priority="HIGH",
+                        patient_name="SYNTHETIC^A", patient_id="P9", issuer_of_patient_id="ISS", patient_sex="F",
+                        patient_birth_date=dt.date(1980, 2, 3), modality="CT", body_part="HEAD",
+                        study_description="CT HEAD", clinic="Clinic A")
+    ctx = StudyContext.from_worklist_item(item)
+    assert (ctx.study_uid, ctx.workitem_uid, ctx.patient_birth_date, ctx.modality, ctx.body_part, ctx.institution,
+            ctx.description) == ("1.2.3", "1.2.9", "19800203", "CT", "HEAD", "Clinic A", "CT HEAD")
