@@ -339,3 +339,21 @@ def test_real_gantry_tilt_ct_reslices_voxels_at_their_patient_positions(qtbot, r
         checked += 1
     assert checked >= 5
     assert vol.metadata.get("tilt_deg") or any("tilt" in w.lower() for w in vol.warnings)
+
+
+def test_view_events_do_not_leak_references_to_true(view):
+    """PySide6 6.12.0 drops a reference to True on every Python-side Signal.emit (CPython then aborts after a
+    few thousand frames); the views' events are plain Python hooks and must not touch it."""
+    import sys
+
+    vol = ct_phantom(shape=(20, 32, 32))
+    view.set_volume(vol)
+    seen = []
+    view.sliceChanged.connect(seen.append)
+    view.windowLevelChanged.connect(lambda w, lv: seen.append((w, lv)))
+    before = sys.getrefcount(True)
+    for n in range(100):
+        view.set_slice(n % 20)
+        view.set_window_level(400 + n, 40)
+    assert len(seen) > 150
+    assert sys.getrefcount(True) >= before - 5   # with Qt Signals it would have fallen by > 150
