@@ -61,6 +61,7 @@ class ReadingPage(QWidget):
         self._prior_task = None
         self._first_shown = False
         self._ready_infos: list = []
+        self._generation = 0                             # bumps when a study closes: late callbacks are dropped
         self.volumes: dict[str, object] = {}
         self._arrived: dict[str, set] = {}
         self.load_result = None
@@ -160,15 +161,24 @@ class ReadingPage(QWidget):
         desc = " ".join(x for x in (item.modality, item.body_part, "-", item.study_description) if x)
         self.study_label.setText(desc)
         self._first_shown = False
-        self._task = run_task(self.ws.load_study, item.study_uid, on_progress=self._on_event,
-                              on_done=self._loaded, on_error=self._failed)
+        g = self._generation
+        self._task = run_task(self.ws.load_study, item.study_uid, on_progress=self._current(g, self._on_event),
+                              on_done=self._current(g, self._loaded), on_error=self._current(g, self._failed))
         self.priors.clear()
         self.priors.addItem("Looking for priors…", None)
         self.priors.setEnabled(False)
-        run_task(self.ws.priors, item, on_done=self._priors_found,
-                 on_error=lambda m, _e: self._priors_found([]))
+        run_task(self.ws.priors, item, on_done=self._current(g, self._priors_found),
+                 on_error=self._current(g, lambda m, _e: self._priors_found([])))
         if hasattr(self.ws, "opened"):
             self.ws.opened(item)
+
+    def _current(self, generation: int, fn):
+        """``fn`` only while the study it was started for is still the open one (late callbacks of a closed
+        study - its cancellation, its last slices - must not touch the next study's panes)."""
+        def call(*args):
+            if generation == self._generation:
+                fn(*args)
+        return call
 
     def _viewport(self):
         from viewer.qt.viewport import StackViewport
@@ -386,8 +396,9 @@ class ReadingPage(QWidget):
     def _loaded(self, result) -> None:
         self.load_result = result
         if self.item is not None and self.item.study_uid:
-            run_task(self.ws.saved_annotations, self.item.study_uid, on_done=self._restore_saved,
-                     on_error=lambda m, _e: self.show_notice(m))
+            g = self._generation
+            run_task(self.ws.saved_annotations, self.item.study_uid, on_done=self._current(g, self._restore_saved),
+                     on_error=self._current(g, lambda m, _e: self.show_notice(m)))
         vol = self._main_volume()
         self.view_mode.setEnabled(vol is not None and vol.voxels.ndim == 3 and vol.shape[0] > 1
                                   and (vol.metadata or {}).get("kind") == "stack")
@@ -425,9 +436,11 @@ class ReadingPage(QWidget):
         self.compare_button.setEnabled(False)
         self.layout_label.setText("Loading the prior…")
         self.prior_volume = None
-        self._prior_task = run_task(self.ws.load_study, prior.study_uid, on_progress=self._prior_event,
-                                    on_done=lambda _r: self._show_comparison(),
-                                    on_error=lambda m, _e: self._prior_failed(m))
+        g = self._generation
+        self._prior_task = run_task(self.ws.load_study, prior.study_uid,
+                                    on_progress=self._current(g, self._prior_event),
+                                    on_done=self._current(g, lambda _r: self._show_comparison()),
+                                    on_error=self._current(g, lambda m, _e: self._prior_failed(m)))
 
     def _prior_event(self, ev) -> None:
         if isinstance(ev, SeriesReady) and self.prior_volume is None:
@@ -459,6 +472,7 @@ class ReadingPage(QWidget):
 
     # -- closing --------------------------------------------------------------------------------------------
     def close_study(self) -> None:
+        self._generation += 1
         for t in (self._task, self._prior_task):
             if t is not None:
                 t.cancel()

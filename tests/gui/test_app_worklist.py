@@ -303,3 +303,27 @@ def test_release_asks_first_then_gives_the_study_back(workstation, reading_cloud
     body = r.json()
     body = body[0] if isinstance(body, list) else body
     assert body["00741000"]["Value"] == ["CANCELED"]
+
+
+def test_switching_studies_mid_load_keeps_the_old_one_out(workstation, reading_cloud, qtbot):
+    """Open the big study, then another before it has arrived: the first one's late slices, its cancellation
+    and its priors never reach the second one's panes."""
+    from cloud_client.worklist import WorklistItem
+
+    page = workstation.reading
+
+    def view_only(key):
+        return WorklistItem(workitem_uid="", study_uid=reading_cloud.study_uids[key], state="COMPLETED",
+                            priority="", modality="CT", body_part="CHEST")
+
+    big, small = view_only("stat"), view_only("prior")
+    loaded = []
+    page.study_loaded.connect(loaded.append)
+    page.open_item(big)
+    qtbot.waitUntil(lambda: bool(page.volumes), timeout=30000)     # the big one has started
+    page.open_item(small)
+    qtbot.waitUntil(lambda: bool(loaded), timeout=60000)
+    qtbot.wait(1500)                                               # let any late callbacks of the first arrive
+    assert loaded[-1].study_uid == small.study_uid
+    assert all(v.shape[0] == 8 for v in page.volumes.values())     # only the small study's series
+    assert page.notice.isHidden(), page.notice.text()
