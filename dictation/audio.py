@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import shutil
 import subprocess
@@ -97,7 +98,9 @@ def _sox_convert(path: Path) -> Path:
     if sox is None:
         raise AudioFormatError(f"{path.name}: this WAV encoding needs the 'sox' program to convert it; "
                                "install sox or save the recording as 16-bit PCM WAV")
-    out = Path(tempfile.mkstemp(suffix=".wav", prefix="readroom-dictation-")[1])
+    fd, name = tempfile.mkstemp(suffix=".wav", prefix="readroom-dictation-")
+    os.close(fd)
+    out = Path(name)
     proc = subprocess.run([sox, "-q", str(path), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed",
                            str(out)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:

@@ -277,5 +277,5 @@ def reseed_feature_dither(seed: int = 1) -> bool:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
         libc.srand(ctypes.c_uint(seed))
         return True
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return False
