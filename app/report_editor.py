@@ -557,10 +557,14 @@ class ReportEditor(QWidget):
         self.show_warning("")
         self.sign_button.setEnabled(False)
         self.saved.setText("Signing…")
-        run_task(self.ws.sign_report, r, pin, on_done=self._signed, on_error=self._sign_failed)
+        run_task(self.ws.sign_report, r, pin, on_done=lambda res: self._signed(res, r),
+                 on_error=lambda m, e: self._sign_failed(m, e, r))
         return True
 
-    def _signed(self, result) -> None:
+    def _signed(self, result, report=None) -> None:
+        if report is not None and report is not self.report:     # the reader moved on while it was signing
+            self.report_signed.emit(result)
+            return
         if self.autosaver is not None:
             self.autosaver.stop()
             self.autosaver = None
@@ -568,7 +572,10 @@ class ReportEditor(QWidget):
         self._refresh_state()
         self.report_signed.emit(result)
 
-    def _sign_failed(self, message: str, _exc) -> None:
+    def _sign_failed(self, message: str, _exc, report=None) -> None:
+        if report is not None and report is not self.report:
+            self.sign_failed.emit(message)
+            return
         self.sign_button.setEnabled(True)
         self.saved.setText("")
         self.show_warning(message)
