@@ -215,7 +215,11 @@ class InstanceCache:
                                         (study_uid,)).fetchone()[0])
 
     def pin(self, study_uid: str, reason: str = "reading") -> None:
+        """Never evict this study. A "prefetch" pin never replaces a stronger one (e.g. "reading")."""
         with self._lock:
+            current = self._db.execute("SELECT reason FROM pins WHERE study_uid=?", (study_uid,)).fetchone()
+            if current is not None and reason == "prefetch" and current[0] != "prefetch":
+                return
             self._db.execute("INSERT OR REPLACE INTO pins (study_uid, reason, pinned_at) VALUES (?,?,?)",
                              (study_uid, reason, time.time()))
 
@@ -223,9 +227,16 @@ class InstanceCache:
         with self._lock:
             self._db.execute("DELETE FROM pins WHERE study_uid=?", (study_uid,))
 
-    def pinned(self) -> set[str]:
+    def pinned(self, reason: str | None = None) -> set[str]:
         with self._lock:
-            return {r[0] for r in self._db.execute("SELECT study_uid FROM pins")}
+            if reason is None:
+                return {r[0] for r in self._db.execute("SELECT study_uid FROM pins")}
+            return {r[0] for r in self._db.execute("SELECT study_uid FROM pins WHERE reason=?", (reason,))}
+
+    def pin_reason(self, study_uid: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT reason FROM pins WHERE study_uid=?", (study_uid,)).fetchone()
+        return row[0] if row else None
 
     def evict(self, max_bytes: int | None = None) -> int:
         """Remove least-recently-used instances of unpinned studies until the total fits. Returns bytes freed."""

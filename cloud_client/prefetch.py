@@ -52,9 +52,18 @@ class Prefetcher:
         return items[: self.count]
 
     def run_once(self) -> list[str]:
-        """Fetch the next ``count`` studies now (in this thread). Returns the study UIDs made local."""
+        """Fetch the next ``count`` studies now (in this thread). Returns the study UIDs made local.
+
+        Studies this prefetcher pinned that are no longer on the reader's list (reported, reassigned) are
+        unpinned, so LRU eviction can reclaim them."""
         done = []
-        for item in self.next_items():
+        everything = [i for i in self.worklist.my_items(include_pool=self.include_pool) if i.study_uid]
+        items = everything[: self.count]
+        cache = self.fetcher.cache
+        wanted = {i.study_uid for i in everything}
+        for study in cache.pinned("prefetch") - wanted:
+            cache.unpin(study)
+        for item in items:
             if self._stop.is_set():
                 break
             while self._paused.is_set() and not self._stop.is_set():
@@ -62,7 +71,7 @@ class Prefetcher:
             study = item.study_uid
             self.status.current = study
             try:
-                result = self.fetcher.fetch_study(study, cancel=self._cancelled, pin=True)
+                result = self.fetcher.fetch_study(study, cancel=self._cancelled, pin="prefetch")
             except FetchCancelled:
                 break
             except AuthError:

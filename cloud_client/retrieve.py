@@ -188,16 +188,18 @@ class StudyFetcher:
     def fetch_study(self, study_uid: str, *, on_progress: OnProgress | None = None,
                     on_instance: OnInstance | None = None, on_metadata: Callable[[list[dict]], None] | None = None,
                     first: str | None = None, cancel=None, series_uids: list[str] | None = None,
-                    pin: bool = False) -> FetchResult:
+                    pin: bool | str = False) -> FetchResult:
         """Bring every instance of the study into the cache (or only ``series_uids``); see the module notes.
 
-        Raises FetchCancelled, AuthError, ArchiveUnavailable (after ``retry_for_s``) or another CloudError.
+        ``pin``: keep the study in the cache (never evicted) - True pins as "reading", a string names the reason
+        (the prefetcher uses "prefetch"). Raises FetchCancelled, AuthError, ArchiveUnavailable (after
+        ``retry_for_s``) or another CloudError.
         """
         run = _Run(self, study_uid, on_instance, on_progress, cancel)
         user = self.session.user
         self.audit.record("retrieve-begin", user, study_uids=[study_uid])
         if pin:
-            self.cache.pin(study_uid, "reading")
+            self.cache.pin(study_uid, pin if isinstance(pin, str) else "reading")
         nets = ThreadPoolExecutor(max_workers=self.session.profile.parallel_connections + 2,
                                   thread_name_prefix="rr-fetch")
         try:
@@ -572,7 +574,7 @@ def _as_unavailable(exc: BaseException) -> ArchiveUnavailable:
 def fetch_study(session: DicomWebSession, cache: InstanceCache, study_uid: str, *,
                 on_progress: OnProgress | None = None, on_instance: OnInstance | None = None,
                 on_metadata=None, first: str | None = None, cancel=None, series_uids: list[str] | None = None,
-                pin: bool = False, decode: bool = True, audit: AuditTrail | None = None) -> FetchResult:
+                pin: bool | str = False, decode: bool = True, audit: AuditTrail | None = None) -> FetchResult:
     """Convenience wrapper: ``StudyFetcher(session, cache).fetch_study(...)``."""
     return StudyFetcher(session, cache, audit=audit, decode=decode).fetch_study(
         study_uid, on_progress=on_progress, on_instance=on_instance, on_metadata=on_metadata, first=first,

@@ -362,7 +362,7 @@ def test_prefetch_takes_the_most_urgent_assigned_studies(own_cloud, readroom_hom
     urgent, _ = _small_study(own_cloud)
     later, _ = _small_study(own_cloud)
     make_workitem(own_cloud, routine, "reader2", priority="MEDIUM", deadline_h=2)
-    make_workitem(own_cloud, urgent, "reader2", priority="HIGH", deadline_h=0.5)
+    urgent_item = make_workitem(own_cloud, urgent, "reader2", priority="HIGH", deadline_h=0.5)
     make_workitem(own_cloud, later, "reader2", priority="LOW", deadline_h=8)
     cache = InstanceCache()
     sess = session_for(own_cloud, "reader2")
@@ -379,6 +379,14 @@ def test_prefetch_takes_the_most_urgent_assigned_studies(own_cloud, readroom_hom
     assert {urgent, routine} <= cache.pinned()  # assigned, not yet reported: never evicted
     cache.evict(0)
     assert len(cache.instances(urgent)) == 4
+    # the urgent study leaves the list (here: given up): the next round unpins it, eviction may reclaim it
+    wl = WorklistClient(sess, cache=None)
+    wl.claim(urgent_item)
+    wl.release(urgent_item)
+    pf.run_once()
+    assert urgent not in cache.pinned() and routine in cache.pinned()
+    cache.evict(0)
+    assert cache.instances(urgent) == [] and len(cache.instances(routine)) == 4
 
 
 def test_claim_whose_answer_was_lost_is_recovered(own_cloud, readroom_home):

@@ -144,3 +144,14 @@ def test_other_key_cannot_read(tmp_path):
     cache.close()
     other = InstanceCache(tmp_path / "c", vault=Vault(b"x" * 32))
     assert other.get_bytes(d1.SOPInstanceUID) is None  # dropped as a miss, never served
+
+
+def test_prefetch_pin_never_downgrades_a_reading_pin(tmp_path):
+    cache = InstanceCache(tmp_path / "c")
+    cache.pin("1.2.3", "prefetch")
+    assert cache.pinned("prefetch") == {"1.2.3"}
+    cache.pin("1.2.3", "reading")  # the reader opened it
+    cache.pin("1.2.3", "prefetch")  # a later prefetch round must not weaken that
+    assert cache.pin_reason("1.2.3") == "reading" and cache.pinned("prefetch") == set()
+    cache.unpin("1.2.3")
+    assert cache.pinned() == set() and cache.pin_reason("1.2.3") is None
