@@ -22,10 +22,12 @@ Public API (import from the submodules; names are stable):
   ``AlreadyClaimed``), ``release(uid)`` (UPS cannot go back to SCHEDULED: the holder CANCELs with a reason),
   ``complete(uid, output_sop_refs=[(sop_class, sop_uid, series_uid, study_uid), ...])``, ``priors(item)``.
 - ``cloud_client.cache.InstanceCache(root=None, max_bytes=...)``: ``get_dataset(sop)``,
-  ``series_datasets(study, series)``, ``instances(study, series=None)``, ``has``, ``pin/unpin``, ``evict``.
+  ``series_datasets(study, series)``, ``instances(study, series=None)``, ``has``, ``pin(study, reason="reading")``
+  / ``unpin`` / ``pinned(reason=None)`` (pinned studies are never evicted; the prefetcher pins with reason
+  "prefetch" and unpins what left the list), ``evict``.
 - ``cloud_client.retrieve``: ``StudyFetcher(session, cache)`` / ``fetch_study(session, cache, study_uid,
   on_progress=, on_instance=, on_metadata=, first=, cancel=, pin=)`` -> ``FetchResult``; ``FetchProgress``.
-  Callbacks run on worker threads.
+  Callbacks run on the fetch's own threads (never the caller's); ``cancel`` is a threading.Event or a callable.
 - ``cloud_client.prefetch.Prefetcher(worklist, fetcher, count=3)``.
 - ``cloud_client.audit.AuditTrail`` (``record(action, user, outcome, study_uids=, workitem_uid=)``,
   ``verify()``, ``export_xml(path)``); actions listed in ``audit.EVENTS``.
