@@ -194,8 +194,10 @@ class Autosaver:
             if not pending:
                 continue
             since_save = time.monotonic() - self._last_save
-            if since_change < self.debounce_s and since_save < self.interval_s:
-                time.sleep(min(self.debounce_s - since_change, self.interval_s - since_save))
+            # wait out the debounce, but wake at once for stop() (which flushes itself)
+            waiting = since_change < self.debounce_s and since_save < self.interval_s
+            if waiting and self._stop.wait(min(self.debounce_s - since_change, self.interval_s - since_save)):
+                break
             self.flush()
 
     def stop(self) -> None:
