@@ -162,7 +162,8 @@ class ReadingPage(QWidget):
         self.study_label.setText(desc)
         self._first_shown = False
         g = self._generation
-        self._task = run_task(self.ws.load_study, item.study_uid, on_progress=self._current(g, self._on_event),
+        self._task = run_task(self.ws.load_study, item.study_uid, pin=item.state == "IN PROGRESS",
+                              on_progress=self._current(g, self._on_event),
                               on_done=self._current(g, self._loaded), on_error=self._current(g, self._failed))
         self.priors.clear()
         self.priors.addItem("Looking for priors…", None)

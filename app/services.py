@@ -10,7 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 
+from cloud_client.audit import AuditTrail
+from cloud_client.cache import InstanceCache
+from cloud_client.retrieve import StudyFetcher
 from cloud_client.worklist import WorklistClient, WorklistItem
+from reporting.outbox import Outbox
 
 from .session import ReaderSession
 from .settings import WorkstationSettings
@@ -22,16 +26,11 @@ class Workstation:
     def __init__(self, session: ReaderSession, settings: WorkstationSettings) -> None:
         self.session = session
         self.settings = settings
-        self.cache = _make_cache(session)
-        from cloud_client.audit import AuditTrail
-        from cloud_client.retrieve import StudyFetcher
-
+        self.cache = InstanceCache(max_bytes=session.profile.cache_max_bytes)
         self.audit = AuditTrail()
         self.worklist = WorklistClient(session.web, session.user, cache=self.cache, audit=self.audit)
         self.fetcher = StudyFetcher(session.web, self.cache, audit=self.audit)
         self.prefetcher = None
-        from reporting.outbox import Outbox
-
         self.outbox = Outbox()
         self.outbox_worker = None
         self._lock = threading.Lock()
@@ -46,7 +45,7 @@ class Workstation:
 
     def claim(self, item: WorklistItem) -> WorklistItem:
         claimed = self.worklist.claim(item.workitem_uid)
-        if self.cache is not None and claimed.study_uid:
+        if claimed.study_uid:
             self.cache.pin(claimed.study_uid)
         return claimed
 
@@ -57,22 +56,27 @@ class Workstation:
         return self.worklist.priors(item)
 
     # -- studies --------------------------------------------------------------------------------------------
-    def load_study(self, study_uid: str, progress=None, cancelled: threading.Event | None = None):
-        """Stream a study into progressive volumes; ``progress`` receives study_loader events."""
+    def load_study(self, study_uid: str, progress=None, cancelled: threading.Event | None = None,
+                   pin: bool = False):
+        """Stream a study into progressive volumes; ``progress`` receives study_loader events. ``pin`` keeps
+        it in the cache until its report is done (the claimed study; not priors or QA views)."""
         from .study_loader import StudyLoader
 
         if self.prefetcher is not None:
             self.prefetcher.pause()       # the study being read gets the bandwidth
+
+        def fetch(uid, **kw):
+            return self.fetch(uid, pin=pin, **kw)
         try:
-            return StudyLoader(self.fetch).load(study_uid, progress or (lambda _e: None), cancelled)
+            return StudyLoader(fetch).load(study_uid, progress or (lambda _e: None), cancelled)
         finally:
             if self.prefetcher is not None:
                 self.prefetcher.resume()
 
-    def fetch(self, study_uid: str, *, on_instance, on_progress, on_metadata, cancel=None):
+    def fetch(self, study_uid: str, *, on_instance, on_progress, on_metadata, cancel=None, pin: bool = False):
         """The cloud client's streaming retrieval into the encrypted cache (first-needed slice first)."""
         return self.fetcher.fetch_study(study_uid, on_instance=on_instance, on_progress=on_progress,
-                                        on_metadata=on_metadata, cancel=cancel, pin=True)
+                                        on_metadata=on_metadata, cancel=cancel, pin=pin)
 
     def opened(self, item: WorklistItem) -> None:
         self.audit.record("study-opened", self.user, study_uids=[item.study_uid] if item.study_uid else [],
@@ -229,7 +233,7 @@ class Workstation:
         return out
 
     def _retrieve(self, study: str, series: str, sop: str):
-        ds = self.cache.get_dataset(sop) if self.cache is not None and self.cache.has(sop) else None
+        ds = self.cache.get_dataset(sop) if self.cache.has(sop) else None
         if ds is None:
             ds = self.session.web.dicomweb_client().retrieve_instance(study, series, sop)
         return ds
@@ -286,8 +290,7 @@ class Workstation:
         if self.outbox_worker is not None:
             self.outbox_worker.stop()
         try:
-            if self.cache is not None:
-                self.cache.close()
+            self.cache.close()
         finally:
             self.session.close()
 
@@ -305,11 +308,3 @@ def _is_report_sr(ds) -> bool:
         return False
     return str(code.CodeValue) in ("18748-4", "18782-3", "11528-7") or "Imaging Report" in str(code.CodeMeaning) \
         and "Measurement" not in str(code.CodeMeaning)
-
-
-def _make_cache(session: ReaderSession):
-    try:
-        from cloud_client.cache import InstanceCache
-    except ImportError:
-        return None
-    return InstanceCache(max_bytes=session.profile.cache_max_bytes)
