@@ -357,3 +357,38 @@ def test_view_events_do_not_leak_references_to_true(view):
         view.set_window_level(400 + n, 40)
     assert len(seen) > 150
     assert sys.getrefcount(True) >= before - 5   # with Qt Signals it would have fallen by > 150
+
+
+def test_real_mammogram_sigmoid_window_and_voi_lut_sequence(view, real_data):
+    from viewer.presets import apply_window
+    from viewer.volume import load_series
+
+    vol = load_series(sorted((real_data / "12_mg_voi_lut_sequence").glob("*.dcm")))
+    view.set_volume(vol)
+    md = vol.metadata
+    assert view.voi_name == "NORMAL SIGMOID"
+    assert "SIGMOID" in view.corner_texts()[1]
+    # a tissue voxel whose neighbours are alike; zoom in on it so one voxel covers many screen pixels
+    vox = vol.voxels[0].astype(float)
+    best = None
+    for j in range(400, vox.shape[0] - 400, 37):
+        for i in range(300, vox.shape[1] - 300, 37):
+            patch = vox[j - 1:j + 2, i - 1:i + 2]
+            if 2300 < vox[j, i] < 3000 and (best is None or patch.std() < best[0]):
+                best = (patch.std(), j, i)
+    assert best is not None and best[0] < 8
+    _, j, i = best
+    value = vox[j, i]
+    p = vol.index_to_patient(0, j, i)
+    view.set_zoom(12)
+    view.center_on(p)
+    assert view.patient_to_display(p) == pytest.approx(np.array(view.viewport_px()) / 2, abs=1.0)
+    expected = float(apply_window(np.array([value]), md["window_presets"][0])[0]) * 255
+    assert abs(pixel_at(view, p)[0] - expected) <= 6
+    lut = md["voi_luts"][0]
+    view.apply_voi(lut)
+    assert view.voi_name.startswith("VOI LUT")
+    assert abs(pixel_at(view, p)[0] - float(lut.apply(np.array([value]))[0]) * 255) <= 6
+    view.set_window_level(900, 2653)          # a drag leaves the table for a linear window
+    assert view.voi_name is None
+    assert abs(pixel_at(view, p)[0] - expected_grey(value, 900, 2653)) <= 6

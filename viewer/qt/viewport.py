@@ -158,6 +158,8 @@ class ImageView(QWidget):
         self.shared: SharedImage | None = None
         self.window, self.level = 400.0, 40.0
         self.inverted = False
+        self._voi = None             # (low, high, grey table, name) when a tabulated header VOI is shown
+        self._voi_lut = None
         self.rotation = 0          # quarter turns clockwise
         self.flip_h = False
         self.flip_v = False
@@ -194,7 +196,56 @@ class ImageView(QWidget):
         return True
 
     # ----- window / level
+    def apply_voi(self, voi) -> None:
+        """Show through a header VOI: a ``viewer.presets.WindowPreset`` (LINEAR windows use the fast linear
+        ramp; SIGMOID / LINEAR_EXACT are tabulated with ``viewer.presets.apply_window``) or a
+        ``viewer.presets.VoiLut`` (VOI LUT Sequence). A later window/level drag returns to a linear window."""
+        from viewer.presets import VoiLut, apply_window
+
+        if isinstance(voi, VoiLut):
+            lo, hi = float(voi.first_mapped), float(voi.first_mapped + len(voi.data) - 1)
+            x = np.linspace(lo, hi, max(2, min(len(voi.data), 4096)))
+            grey = voi.apply(x)
+            name = f"VOI LUT {voi.explanation}"
+            self.window, self.level = hi - lo, (hi + lo) / 2.0
+        elif str(voi.function).upper() == "LINEAR":
+            self.set_window_level(voi.width, voi.center)
+            return
+        else:
+            lo, hi = voi.center - 2.0 * voi.width, voi.center + 2.0 * voi.width
+            x = np.linspace(lo, hi, 4096)
+            grey = apply_window(x, voi)
+            name = f"{voi.name} {str(voi.function).upper()}"
+            self.window, self.level = float(voi.width), float(voi.center)
+        self._voi = (lo, hi, np.asarray(grey, float), name)
+        self._apply_voi_table()
+        self.render()
+
+    def _apply_voi_table(self) -> None:
+        from vtkmodules.util import numpy_support
+
+        lo, hi, grey, _ = self._voi
+        g = 1.0 - grey if self.inverted else grey
+        rgba = np.empty((len(g), 4), np.uint8)
+        rgba[:, :3] = np.clip(np.round(g * 255.0), 0, 255)[:, None]
+        rgba[:, 3] = 255
+        if self._voi_lut is None:
+            self._voi_lut = vtkLookupTable()
+        self._voi_lut.SetNumberOfTableValues(len(g))
+        self._voi_lut.SetTable(numpy_support.numpy_to_vtk(rgba, deep=True))
+        self._voi_lut.SetRange(lo, hi)
+        self.image_property.SetLookupTable(self._voi_lut)
+        self.image_property.UseLookupTableScalarRangeOn()
+
+    @property
+    def voi_name(self) -> str | None:
+        return self._voi[3] if self._voi else None
+
     def set_window_level(self, window: float, level: float, emit: bool = True) -> None:
+        if self._voi is not None:   # leave a tabulated VOI: back to the linear ramp
+            self._voi = None
+            self.image_property.SetLookupTable(self.lut)
+            self.image_property.UseLookupTableScalarRangeOff()
         self.window = max(float(window), 1e-3)
         self.level = float(level)
         self.image_property.SetColorWindow(self.window)
@@ -212,11 +263,25 @@ class ImageView(QWidget):
         w, lv = preset_window_level(name, self.volume)
         self.set_window_level(w, lv)
 
+    def header_vois(self) -> list:
+        md = (self.volume.metadata or {}) if self.volume is not None else {}
+        return list(md.get("window_presets") or []) + list(md.get("voi_luts") or [])
+
+    def cycle_header_voi(self) -> None:
+        """Next window / VOI LUT from the series header (key L)."""
+        vois = self.header_vois()
+        if not vois:
+            return
+        self._voi_index = (getattr(self, "_voi_index", 0) + 1) % len(vois)
+        self.apply_voi(vois[self._voi_index])
+
     def set_inverted(self, inverted: bool) -> None:
         self.inverted = bool(inverted)
         self.lut.SetValueRange((1, 0) if self.inverted else (0, 1))
         self.lut.Build()
         self.lut.Modified()
+        if self._voi is not None:
+            self._apply_voi_table()
         self.render()
 
     # ----- camera: fit, zoom, pan, rotate, flip
@@ -298,6 +363,15 @@ class ImageView(QWidget):
         pos = np.array(self.camera.GetPosition()) + d
         self.camera.SetFocalPoint(*fp)
         self.camera.SetPosition(*pos)
+        self.render()
+
+    def center_on(self, patient_point) -> None:
+        """Pan so that a patient point (on the displayed plane) is in the middle of the view."""
+        w = self.patient_to_world(patient_point)
+        fp = np.array(self.camera.GetFocalPoint())
+        d = np.array([w[0] - fp[0], w[1] - fp[1], 0.0])
+        self.camera.SetFocalPoint(*(fp + d))
+        self.camera.SetPosition(*(np.array(self.camera.GetPosition()) + d))
         self.render()
 
     def rotate(self, quarter_turns: int = 1) -> None:
@@ -493,6 +567,8 @@ class ImageView(QWidget):
             self.set_inverted(not self.inverted)
         elif k == Qt.Key_F:
             self.fit()
+        elif k == Qt.Key_L and self.volume is not None:
+            self.cycle_header_voi()
         elif k == Qt.Key_0:
             self.one_to_one()
         elif k == Qt.Key_R:
@@ -560,6 +636,12 @@ class StackViewport(ImageView):
             self.set_window_level(*wl, emit=False)
         md = volume.metadata or {}
         self.set_inverted(bool(md.get("invert", False)))
+        if self.shared.components == 1:
+            header = list(md.get("window_presets") or [])
+            if header and str(header[0].function).upper() != "LINEAR":
+                self.apply_voi(header[0])          # e.g. mammography SIGMOID windows
+            elif not header and md.get("voi_luts"):
+                self.apply_voi(md["voi_luts"][0])  # only a VOI LUT Sequence
         if md.get("fps"):
             self.fps = float(md["fps"])
         elif md.get("frame_time_ms"):
@@ -752,8 +834,9 @@ class StackViewport(ImageView):
         if th:
             bottom_left.append(f"Th {float(th):.1f} mm")
         cal = calibration_text(v)
-        bottom_right = [f"W {self.window:.0f} L {self.level:.0f}" + (" INV" if self.inverted else ""),
-                        f"Zoom {self.zoom:.2f}"]
+        wl = self.voi_name if self.voi_name and self.voi_name.startswith("VOI LUT") else \
+            f"W {self.window:.0f} L {self.level:.0f}" + (f" {self.voi_name.split()[-1]}" if self.voi_name else "")
+        bottom_right = [wl + (" INV" if self.inverted else ""), f"Zoom {self.zoom:.2f}"]
         if self.playing:
             bottom_right.append(f"Cine {self.fps:.0f} fps")
         if cal:
