@@ -22,6 +22,18 @@ from . import session as session_mod
 from .workers import run_task
 
 
+def _stored_password(profile: ServerProfile | None) -> str | None:
+    """The password the reader asked to remember (OS keyring only; never READROOM_PASSWORD in a form)."""
+    if profile is None:
+        return None
+    from cloud_client import secrets
+
+    try:
+        return secrets.get_secret(profile.secret_name)
+    except secrets.NoKeyringError:
+        return None
+
+
 class LoginDialog(QDialog):
     signed_in = Signal(object)  # ReaderSession
 
@@ -42,7 +54,11 @@ class LoginDialog(QDialog):
         self.user = QLineEdit(profile.user if profile else "")
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.Password)
+        stored = _stored_password(profile)
+        if stored:                       # remembered in the keyring: Enter signs in
+            self.password.setText(stored)
         self.remember = QCheckBox("Remember password in the system keyring")
+        self.remember.setChecked(bool(stored))
         self.message = QLabel("")
         self.message.setObjectName("bannerError")
         self.message.setWordWrap(True)

@@ -273,6 +273,13 @@ class MainWindow(QMainWindow):
         if profile is not None:
             self.ws.session.profile.prefetch_count = profile.prefetch_count
             self.ws.session.profile.cache_max_bytes = profile.cache_max_bytes
+            self.ws.cache.max_bytes = profile.cache_max_bytes
+            if self.ws.prefetcher is not None:
+                self.ws.prefetcher.count = profile.prefetch_count
+                self.ws.prefetcher.include_pool = settings.show_shared_pool
+                self.ws.prefetcher.poke()
+            elif profile.prefetch_count > 0:
+                self.ws.start_prefetch()
         save_settings(settings)
         self.idle.set_minutes(settings.idle_lock_minutes)
         self.dictation.apply_settings(settings)

@@ -327,3 +327,23 @@ def test_switching_studies_mid_load_keeps_the_old_one_out(workstation, reading_c
     assert loaded[-1].study_uid == small.study_uid
     assert all(v.shape[0] == 8 for v in page.volumes.values())     # only the small study's series
     assert page.notice.isHidden(), page.notice.text()
+
+
+def test_remembered_password_is_offered_next_time(qtbot, reading_cloud):
+    from app.cli_gui import application
+    from app.login_dialog import LoginDialog
+    from cloud_client.profiles import ServerProfile
+
+    application()
+    profile = ServerProfile(name="remember", base_url=reading_cloud.base_url, user="reader1")
+    first = LoginDialog(profile)
+    qtbot.addWidget(first)
+    assert first.password.text() == "" and not first.remember.isChecked()
+    first.password.setText("reader1")
+    first.remember.setChecked(True)
+    with qtbot.waitSignal(first.signed_in, timeout=20000):
+        first.try_sign_in()
+    first.session.close()
+    again = LoginDialog(profile)             # next start of the workstation
+    qtbot.addWidget(again)
+    assert again.password.text() == "reader1" and again.remember.isChecked()
