@@ -79,6 +79,14 @@ class Macro:
 
 
 @dataclass(frozen=True)
+class CriticalFinding:
+    """An entry of the template's list of critical findings (ACR actionable category 1/2/3)."""
+
+    finding: str
+    category: int
+
+
+@dataclass(frozen=True)
 class Template:
     id: str
     title: str
@@ -91,6 +99,7 @@ class Template:
     modalities: tuple[str, ...] = ()
     body_parts: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    critical_findings: tuple[CriticalFinding, ...] = ()
     path: Path | None = None
 
     @property
@@ -201,6 +210,11 @@ def template_from_json(data: dict, path: Path | None = None) -> Template:
         macros.append(Macro(id=m["id"], title=m.get("title", m["id"]), values=dict(m.get("values", {})),
                             use_field_normals=bool(m.get("use_field_normals", False))))
     match = data.get("match", {})
+    critical = []
+    for c in data.get("critical_findings", []):
+        if not isinstance(c, dict) or not c.get("finding") or c.get("category") not in (1, 2, 3):
+            raise TemplateError(f"{where}: each critical finding needs a finding and an ACR category 1, 2 or 3")
+        critical.append(CriticalFinding(str(c["finding"]), int(c["category"])))
     return Template(
         id=data["id"], title=data["title"], version=str(data.get("version", "1")),
         language=data.get("language", "en-US"),
@@ -211,6 +225,7 @@ def template_from_json(data: dict, path: Path | None = None) -> Template:
         modalities=tuple(x.upper() for x in match.get("modalities", [])),
         body_parts=tuple(x.upper() for x in match.get("body_parts", [])),
         keywords=tuple(x.lower() for x in match.get("keywords", [])),
+        critical_findings=tuple(critical),
         path=path,
     )
 

@@ -79,3 +79,14 @@ def test_templates_are_plain_data_files():
     for p in DEFAULT_DIR.glob("*.json"):
         assert json.loads(p.read_text())["format"] == "readroom-template/1"
     assert (DEFAULT_DIR / "README.md").exists()
+
+
+def test_every_template_lists_critical_findings_with_acr_categories():
+    for t in TemplateLibrary().all():
+        assert t.critical_findings, t.id
+        assert all(c.category in (1, 2, 3) and c.finding for c in t.critical_findings)
+    head = TemplateLibrary().get("ct-head-noncontrast")
+    assert ("Acute intracranial hemorrhage", 1) in [(c.finding, c.category) for c in head.critical_findings]
+    bad = _minimal(critical_findings=[{"finding": "x", "category": 4}])
+    with pytest.raises(TemplateError, match="category"):
+        template_from_json(bad)
