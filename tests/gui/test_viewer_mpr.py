@@ -157,3 +157,16 @@ def test_window_level_is_linked_across_the_three_views(mpr):
     mpr.set_volume(ct_phantom(shape=(20, 64, 64)))
     mpr.views["coronal"].set_window_level(1500, -600)
     assert all((v.window, v.level) == (1500, -600) for v in mpr.views.values())
+
+
+def test_series_without_3d_geometry_are_refused_in_words(mpr):
+    from viewer.qt.mpr import NotReformattable
+
+    colour = ct_phantom(shape=(4, 16, 16))
+    colour.voxels = np.zeros((4, 16, 16, 3), np.uint8)
+    with pytest.raises(NotReformattable, match="colour"):
+        mpr.set_volume(colour)
+    xr = ct_phantom(shape=(1, 16, 16))
+    xr.metadata["kind"] = "projection"
+    with pytest.raises(NotReformattable, match="projection"):
+        mpr.set_volume(xr)

@@ -33,6 +33,21 @@ STANDARD_PLANES = {
 SLAB_MODES = ("mip", "minip", "average")
 
 
+class NotReformattable(ValueError):
+    """This series cannot be shown as MPR (said in words for the reader)."""
+
+
+def check_reformattable(volume) -> None:
+    """Refuse series that have no 3D geometry: colour cine, projection images, single slices."""
+    md = volume.metadata or {}
+    if volume.voxels.ndim != 3:
+        raise NotReformattable("MPR needs a grey-scale cross-sectional series; this one is colour")
+    if md.get("kind", "stack") != "stack":
+        raise NotReformattable("MPR needs a cross-sectional series (CT, MR ...); this one is a projection or cine")
+    if volume.voxels.shape[0] < 2:
+        raise NotReformattable("MPR needs more than one slice")
+
+
 def rotation_matrix(axis, angle_deg: float) -> np.ndarray:
     """Rotation by ``angle_deg`` about unit ``axis`` (right-hand rule)."""
     a = np.asarray(axis, float)
@@ -93,6 +108,7 @@ class MprViewport(ImageView):
         return n / np.linalg.norm(n)
 
     def set_volume(self, volume, shared: SharedImage | None = None, centre=None) -> None:
+        check_reformattable(volume)
         self.volume = volume
         self.shared = shared or volume_to_vtk_image(volume)
         self.reslice.SetInputData(self.shared.image)
@@ -304,6 +320,7 @@ class MprWidget(QWidget):
             v.set_tool("crosshair")
 
     def set_volume(self, volume, shared: SharedImage | None = None) -> None:
+        check_reformattable(volume)
         shared = shared or volume_to_vtk_image(volume)
         self.volume = volume
         nk, nj, ni = volume.shape[:3]
