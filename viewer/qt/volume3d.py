@@ -87,8 +87,9 @@ class VolumeView(QWidget):
         self.renderer.AddViewProp(self.info)
 
     def set_volume(self, volume, shared: SharedImage | None = None, preset: str = "bone") -> None:
-        if volume.voxels.ndim != 3:
-            raise ValueError("3D rendering needs a grey-scale volume")
+        from viewer.qt.mpr import check_reformattable
+
+        check_reformattable(volume)   # same rule as MPR: a grey-scale cross-sectional stack (NotReformattable)
         self.volume = volume
         self.shared = shared or volume_to_vtk_image(volume)
         if self.mode == "software":
