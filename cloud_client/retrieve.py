@@ -23,9 +23,11 @@ server refuses (HTTP 406/400). Callbacks run on worker threads; a GUI must hand 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -127,6 +129,21 @@ class _Run:
                                           thread_name_prefix="rr-decode")
         self.inflight = threading.BoundedSemaphore(fetcher.max_inflight_parts)
         self.errors: list[BaseException] = []
+        self.abort = threading.Event()  # set when the fetch failed or was cancelled: every stream stops
+        self.responses: set = set()  # open pixel streams, closed on abort to unblock their reads
+
+    def stop_streams(self) -> None:
+        self.abort.set()
+        with self.lock:
+            open_now = list(self.responses)
+        for resp in open_now:
+            # Shut the socket down rather than close the response: close() waits for the buffered reader's
+            # lock, which a thread blocked in recv() holds. After shutdown() that recv() returns at once,
+            # and the stream's own thread closes the response.
+            with contextlib.suppress(Exception):
+                sock = getattr(getattr(resp.raw, "_connection", None), "sock", None)
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def claim(self, sop_uid: str) -> bool:
         with self.lock:
@@ -166,7 +183,7 @@ class _Run:
         return FetchProgress(self.study_uid, done, self.total, self.bytes, elapsed, rate, eta, self.from_cache)
 
     def check_cancel(self) -> None:
-        if self.cancelled():
+        if self.abort.is_set() or self.cancelled():
             raise FetchCancelled()
 
 
@@ -205,8 +222,9 @@ class StudyFetcher:
         try:
             result = self._fetch(run, nets, first, on_metadata, series_uids)
         except BaseException as exc:
+            run.stop_streams()
+            nets.shutdown(wait=False, cancel_futures=True)  # their blocked reads were just closed
             run.workers.shutdown(wait=True, cancel_futures=True)
-            nets.shutdown(wait=True, cancel_futures=True)
             self.audit.record("retrieve", user, FAILURE, study_uids=[study_uid], sop_count=run.fetched,
                               detail=type(exc).__name__)
             raise
@@ -271,11 +289,15 @@ class StudyFetcher:
 
         for uid, count in series:
             futures.append(nets.submit(self._series_task, run, uid, count, bool(cached)))
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for fut in done:
-            exc = fut.exception()
-            if exc is not None:
-                raise exc
+        while True:  # poll so that a cancel also interrupts a stream stalled inside a read
+            done, pending = wait(futures, timeout=0.1, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                exc = fut.exception()
+                if exc is not None:
+                    raise exc
+            if not pending:
+                break
+            run.check_cancel()
         run.workers.shutdown(wait=True)
         if run.errors:
             raise run.errors[0]
@@ -357,6 +379,8 @@ class StudyFetcher:
         """One WADO-RS request; every part goes to the workers. Transfer syntax falls back on 406/400."""
         run.check_cancel()
         resp = self._open(run, path)
+        with run.lock:
+            run.responses.add(resp)
         try:
             boundary = boundary_of(resp.headers.get("Content-Type", ""))
             for _headers, body in iter_parts_from(_reader(resp), boundary):
@@ -373,6 +397,8 @@ class StudyFetcher:
                     run.inflight.release()
                     raise
         finally:
+            with run.lock:
+                run.responses.discard(resp)
             resp.close()
 
     def _open(self, run: _Run, path: str) -> requests.Response:

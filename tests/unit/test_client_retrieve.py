@@ -7,6 +7,7 @@ import io
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -290,3 +291,37 @@ def test_requested_first_instance_comes_first(archive, tmp_path):
     archive.gate.set()
     t.join(10)
     assert seen.index(wanted) <= 2 and len(seen) == len(archive.all_sops())
+
+
+def test_a_failing_stream_stops_the_others(archive, tmp_path):
+    """One series refused (auth revoked mid-fetch): the fetch ends promptly, the held stream is abandoned."""
+    cache = InstanceCache(tmp_path / "cache")
+    archive.gate = threading.Event()  # the big series stream stalls after its first part
+    small_uid = min(archive.series, key=lambda s: len(archive.series[s]))
+    real_handle = archive._handle
+
+    def handle(h):
+        if small_uid in h.path and "instances" not in h.path and "series/" in h.path:
+            return archive._json(h, {}, 401)
+        return real_handle(h)
+
+    archive._handle = handle
+    fetcher = StudyFetcher(_session(archive), cache, audit=AuditTrail(tmp_path / "a.jsonl"))
+    t0 = time.monotonic()
+    with pytest.raises(AuthError):
+        fetcher.fetch_study(archive.study)
+    archive.gate.set()
+    assert time.monotonic() - t0 < 4  # not waiting for the stalled stream (held 5 s by the server)
+
+
+def test_cancel_interrupts_a_stalled_stream(archive, tmp_path):
+    cache = InstanceCache(tmp_path / "cache")
+    archive.gate = threading.Event()  # streams stall after their first part (server holds them 5 s)
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    fetcher = StudyFetcher(_session(archive), cache, audit=AuditTrail(tmp_path / "a.jsonl"))
+    t0 = time.monotonic()
+    with pytest.raises(FetchCancelled):
+        fetcher.fetch_study(archive.study, cancel=cancel)
+    assert time.monotonic() - t0 < 3
+    archive.gate.set()
