@@ -33,6 +33,7 @@ def test_volume_rendering_is_not_empty_and_says_which_renderer_ran(qtbot, mode):
     view.render()
     assert view.backend in view.info.GetInput()          # the renderer that ran is shown on screen
     view.info.SetVisibility(False)                        # count only the rendered volume below
+    view.orientation_widget.SetEnabled(0)
     img = view.grab_rgb()
     assert lit_fraction(img) > 0.01
     assert buffer_address(view.mapper.GetInput()) == vol.voxels.ctypes.data  # mapper reads the shared buffer
@@ -47,6 +48,16 @@ def test_volume_rendering_is_not_empty_and_says_which_renderer_ran(qtbot, mode):
     assert lit_fraction(view.grab_rgb()) > bone_only  # soft tissue shows the body cylinder too
 
 
+def test_orientation_cube_faces_follow_patient_axes(qtbot):
+    view = VolumeView(mode="software")
+    qtbot.addWidget(view)
+    cube = view.orientation_cube
+    assert (cube.GetXPlusFaceText(), cube.GetXMinusFaceText()) == ("L", "R")
+    assert (cube.GetYPlusFaceText(), cube.GetYMinusFaceText()) == ("P", "A")
+    assert (cube.GetZPlusFaceText(), cube.GetZMinusFaceText()) == ("S", "I")
+    assert view.orientation_widget.GetEnabled()
+
+
 def test_anterior_view_puts_patient_left_on_screen_right(qtbot):
     vol = ct_phantom(shape=(48, 128, 128), spacing=(2.0, 1.0, 1.0))
     vol.voxels[vol.voxels < 1500] = -1000            # only the marker (patient left, anterior, superior)
@@ -57,6 +68,7 @@ def test_anterior_view_puts_patient_left_on_screen_right(qtbot):
     qtbot.waitExposed(view)
     view.set_volume(vol, preset="bone")
     view.info.SetVisibility(False)
+    view.orientation_widget.SetEnabled(0)
     img = view.grab_rgb()
     bg = img[2, 2].astype(int)
     ys, xs = np.nonzero(np.abs(img.astype(int) - bg).sum(axis=2) > 30)

@@ -16,6 +16,7 @@ from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.util import numpy_support
 from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
+from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget
 from vtkmodules.vtkRenderingCore import (
     vtkColorTransferFunction,
     vtkRenderer,
@@ -85,6 +86,13 @@ class VolumeView(QWidget):
         self.info.GetTextProperty().SetColor(0.8, 0.8, 0.6)
         self.info.SetPosition(6, 6)
         self.renderer.AddViewProp(self.info)
+        self.orientation_cube = _orientation_cube()   # world = patient LPS, so the cube's faces are L/R/A/P/S/I
+        self.orientation_widget = vtkOrientationMarkerWidget()
+        self.orientation_widget.SetOrientationMarker(self.orientation_cube)
+        self.orientation_widget.SetInteractor(self.canvas.GetRenderWindow().GetInteractor())
+        self.orientation_widget.SetViewport(0.82, 0.0, 1.0, 0.18)
+        self.orientation_widget.SetEnabled(1)
+        self.orientation_widget.InteractiveOff()
 
     def set_volume(self, volume, shared: SharedImage | None = None, preset: str = "bone") -> None:
         from viewer.qt.mpr import check_reformattable
@@ -183,6 +191,25 @@ class VolumeView(QWidget):
         w.SetFileName(str(path))
         w.SetInputConnection(f.GetOutputPort())
         w.Write()
+
+
+def _orientation_cube():
+    from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
+
+    cube = vtkAnnotatedCubeActor()
+    cube.SetXPlusFaceText("L")
+    cube.SetXMinusFaceText("R")
+    cube.SetYPlusFaceText("P")
+    cube.SetYMinusFaceText("A")
+    cube.SetZPlusFaceText("S")
+    cube.SetZMinusFaceText("I")
+    cube.SetFaceTextScale(0.65)
+    cube.GetCubeProperty().SetColor(0.25, 0.3, 0.4)
+    cube.GetTextEdgesProperty().SetColor(0.9, 0.9, 0.9)
+    for prop in (cube.GetXPlusFaceProperty(), cube.GetXMinusFaceProperty(), cube.GetYPlusFaceProperty(),
+                 cube.GetYMinusFaceProperty(), cube.GetZPlusFaceProperty(), cube.GetZMinusFaceProperty()):
+        prop.SetColor(1.0, 0.85, 0.2)
+    return cube
 
 
 def gl_renderer(render_window) -> str:
