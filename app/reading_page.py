@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -270,6 +270,7 @@ class ReadingPage(QWidget):
             for k in slices:
                 vp.slice_arrived(k)
             if first:
+                QTimer.singleShot(0, lambda v=vp: self._fit_after_layout(v))
                 idx = self.panes.index(vp) if vp in self.panes else -1
                 if idx in self.pane_windows:
                     try:
@@ -279,6 +280,14 @@ class ReadingPage(QWidget):
         if self.viewports.get(series_uid) and not self._first_shown:
             self._first_shown = True
             self.first_image_shown.emit(series_uid)
+
+    def _fit_after_layout(self, vp) -> None:
+        """Fit once the grid has its final size (a pane made a moment ago was fitted to its initial size)."""
+        try:
+            if vp.volume is not None and vp.isVisible():
+                vp.fit()
+        except RuntimeError:      # the pane was closed meanwhile
+            pass
 
     def _on_event(self, ev) -> None:
         if isinstance(ev, LayoutPlanned):
