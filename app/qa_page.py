@@ -221,8 +221,10 @@ class QAPage(QWidget):
 
     # -- review flow ----------------------------------------------------------------------------------------
     def _set_review_enabled(self, on: bool) -> None:
-        for w in (self.my_impression, self.reveal_button, self.images_button):
+        for w in (self.my_impression, self.images_button):
             w.setEnabled(on)
+        compared = bool(self.review and self.review.reviewer_impression)
+        self.reveal_button.setEnabled(on and not compared)
         revealed = bool(self.review and self.review.revealed)
         for w in (self.score, self.comment, self.submit_button):
             w.setEnabled(on and revealed)

@@ -107,6 +107,7 @@ def test_blind_peer_review_flow_and_score_chart(qtbot, qa_cloud):
         qa.my_impression.setPlainText("Pulmonary embolism in the right lower lobe. Small right pleural effusion.")
         qa.reveal()
         assert "No pulmonary embolism" in qa.original.toPlainText()
+        assert not qa.reveal_button.isEnabled() and qa.my_impression.isReadOnly()   # the own read is fixed
         tags = [qa.diff.item(r, 0).data(0x0100) for r in range(qa.diff.rowCount())]
         assert "equal" in tags and ("replace" in tags or "insert" in tags)
         qa.score.setCurrentIndex(qa.score.findData("2b"))
