@@ -59,6 +59,7 @@ class MainWindow(QMainWindow):
         self.idle.idle.connect(self.lock)
 
         self.worklist.open_requested.connect(self.open_item)
+        self.worklist.open_signed.connect(self.open_signed)
         self.worklist.message.connect(self._worklist_message)
         self.worklist.items_loaded.connect(self._worklist_loaded)
 
@@ -177,6 +178,19 @@ class MainWindow(QMainWindow):
         self._return_page = PAGE_QA
         self.show_page(PAGE_READING)
         self.reading.open_item(item)
+
+    def open_signed(self, study_uid: str) -> None:
+        """Reopen a study whose report was signed here: images plus the signed report, ready for an addendum."""
+        from cloud_client.worklist import WorklistItem
+
+        item = WorklistItem(workitem_uid="", study_uid=study_uid, state="COMPLETED", priority="")
+        self.current_item = item
+        self._return_page = PAGE_WORKLIST
+        self.show_page(PAGE_READING)
+        self.reading.open_item(item)
+        self.editor.set_report(None)
+        run_task(self.ws.open_report, item, on_done=lambda r: self._report_ready(item, r),
+                 on_error=lambda m, _e: self.status.showMessage(m, 15_000))
 
     def _report_ready(self, item, report) -> None:
         if self.current_item is item:           # the reader may have moved on meanwhile

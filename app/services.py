@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 from cloud_client.audit import AuditTrail
 from cloud_client.cache import InstanceCache
@@ -20,6 +21,16 @@ from .session import ReaderSession
 from .settings import WorkstationSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SignedSummary:
+    study_uid: str
+    signed_at: str
+    description: str = ""
+    modality: str = ""
+    body_part: str = ""
+    addendum: bool = False
 
 
 class Workstation:
@@ -160,6 +171,22 @@ class Workstation:
         if not records:
             raise ValueError("No signed report for this study is held on this workstation.")
         return workflow.start_addendum(records[-1], self.person())
+
+    def recently_signed(self, limit: int = 20) -> list[SignedSummary]:
+        """This workstation's signed reports (newest first, one per study) - to reopen for an addendum."""
+        from reporting import workflow
+
+        latest: dict[str, SignedSummary] = {}
+        for rec in workflow.signed_records(self.outbox):
+            study = rec.study_identity.get("study_uid", "")
+            c = rec.content
+            study_ctx = c.get("study") or {}
+            latest[study] = SignedSummary(study_uid=study, signed_at=c.get("signed_at", ""),
+                                          description=study_ctx.get("description", ""),
+                                          modality=study_ctx.get("modality", ""),
+                                          body_part=study_ctx.get("body_part", ""),
+                                          addendum=bool(c.get("predecessor")))
+        return sorted(latest.values(), key=lambda s: s.signed_at, reverse=True)[:limit]
 
     def outbox_pending(self) -> int:
         return self.outbox.pending_count()

@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
     QTableView,
     QVBoxLayout,
@@ -199,6 +201,7 @@ class WorklistPanel(QWidget):
     """``services`` provides ``list_worklist()``, ``claim(item)`` and ``release(item)`` (see app.services)."""
 
     open_requested = Signal(object)       # a WorklistItem we hold (IN PROGRESS), to be opened
+    open_signed = Signal(str)             # study UID of a report signed here (to read it or add an addendum)
     items_loaded = Signal(list)
     claim_lost = Signal(str)              # message shown
     message = Signal(str)
@@ -248,6 +251,14 @@ class WorklistPanel(QWidget):
         lay.addLayout(top)
         lay.addWidget(self.notice)
         lay.addWidget(self.table, 1)
+        self.recent_title = QLabel("Signed on this workstation (open for an addendum)")
+        self.recent_title.setObjectName("hint")
+        self.recent = QListWidget()
+        self.recent.setMaximumHeight(140)
+        self.recent.itemDoubleClicked.connect(
+            lambda it: self.open_signed.emit(it.data(Qt.UserRole)))
+        lay.addWidget(self.recent_title)
+        lay.addWidget(self.recent)
 
         self._tick = QTimer(self)
         self._tick.timeout.connect(self.model.tick)
@@ -285,6 +296,20 @@ class WorklistPanel(QWidget):
     def refresh(self) -> None:
         self.refresh_button.setEnabled(False)
         run_task(self.services.list_worklist, on_done=self._loaded, on_error=self._failed)
+        if hasattr(self.services, "recently_signed"):
+            run_task(self.services.recently_signed, on_done=self._recent_loaded,
+                     on_error=lambda m, _e: log.warning("recent reports not listed: %s", m))
+
+    def _recent_loaded(self, summaries) -> None:
+        self.recent.clear()
+        for s in summaries:
+            when = s.signed_at.replace("T", " ")[:16]
+            text = f"{when}  {s.modality} {s.body_part}  {s.description}" + ("  (addendum)" if s.addendum else "")
+            it = QListWidgetItem(text)
+            it.setData(Qt.UserRole, s.study_uid)
+            self.recent.addItem(it)
+        self.recent_title.setVisible(bool(summaries))
+        self.recent.setVisible(bool(summaries))
 
     def _loaded(self, items) -> None:
         self.refresh_button.setEnabled(True)

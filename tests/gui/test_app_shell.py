@@ -269,3 +269,30 @@ def test_item_claimed_on_another_workstation_is_not_opened_here(window, qtbot):
     window.worklist.claim_and_open()
     assert not opened and "another workstation" in window.worklist.notice.text()
     assert window.worklist.model.index(0, 7).data() == "in progress"
+
+
+def test_signed_report_can_be_reopened_for_an_addendum(window, qtbot):
+    from cloud_client.worklist import WorklistItem
+
+    item = WorklistItem(workitem_uid="2.25.51", study_uid="2.25.52", state="IN PROGRESS", priority="MEDIUM",
+                        modality="DX", body_part="CHEST", study_description="XR CHEST NIGHT")
+    ed = window.editor
+    ed.set_report(window.ws.open_report(item))
+    ed.apply_macro()
+    ed.report.set_field("indication", "Cough")
+    ed.report.set_field("impression", "Normal chest.")
+    ed._ask_pin = lambda _p: "123456"
+    ed._confirm = lambda _t, _x: True
+    with qtbot.waitSignal(ed.report_signed, timeout=30000):
+        ed.sign()
+    ed.set_report(None)
+    window.worklist.refresh()
+    qtbot.waitUntil(lambda: window.worklist.recent.count() == 1, timeout=10000)
+    assert "XR CHEST NIGHT" in window.worklist.recent.item(0).text()
+    window.worklist.recent.itemDoubleClicked.emit(window.worklist.recent.item(0))
+    qtbot.waitUntil(lambda: ed.report is not None, timeout=10000)
+    assert window.pages.currentIndex() == 1
+    assert ed.report.state.value == "final" and ed.addendum_button.isEnabled()
+    assert ed.editors["impression"].text() == "Normal chest."
+    ed.start_addendum()
+    assert ed.report.is_addendum and ed.report.predecessor is not None
