@@ -319,6 +319,10 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self.idle.stop()
+        self._outbox_timer.stop()
+        if hasattr(self, "_prefetch_timer"):
+            self._prefetch_timer.stop()
+        self.ws.stop_background()
         self.reading.shutdown()
         self.editor.shutdown()
         self.dictation.shutdown()

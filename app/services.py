@@ -311,11 +311,17 @@ class Workstation:
                                          include_pool=self.settings.show_shared_pool)
             self.prefetcher.start()
 
-    def close(self) -> None:
+    def stop_background(self) -> None:
+        """Stop prefetch and outbox delivery threads (what is queued stays durable in the outbox)."""
         if self.prefetcher is not None:
             self.prefetcher.stop()
+            self.prefetcher = None
         if self.outbox_worker is not None:
             self.outbox_worker.stop()
+            self.outbox_worker = None
+
+    def close(self) -> None:
+        self.stop_background()
         try:
             self.cache.close()
         finally:

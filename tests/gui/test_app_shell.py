@@ -33,9 +33,11 @@ def window(qtbot, offline_session):
     qtbot.addWidget(win)
     yield win
     win.close()
+    assert win.ws.prefetcher is None and win.ws.outbox_worker is None     # no threads outlive the window
     from app.workers import wait_for_all
 
     wait_for_all(5000)
+    win.ws.close()
 
 
 def test_window_opens_and_reports_unreachable_archive(window, qtbot):
