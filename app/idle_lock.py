@@ -90,13 +90,16 @@ class LockScreen(QWidget):
         return self.isVisible()
 
     def try_unlock(self) -> None:
-        if self._check(self.password.text()):
+        """``check`` answers True (right), False (wrong) or None (cannot be checked right now)."""
+        ok = self._check(self.password.text())
+        if ok:
             self.hide()
             self.password.clear()
             self.unlocked.emit()
-        else:
-            self.message.setText("That password is not right.")
-            self.password.selectAll()
+            return
+        self.message.setText("That password is not right." if ok is False else
+                             "The password cannot be checked right now (the archive is unreachable). Try again.")
+        self.password.selectAll()
 
     def resize_to_parent(self) -> None:
         if self.isVisible():

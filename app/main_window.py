@@ -52,8 +52,7 @@ class MainWindow(QMainWindow):
 
         self.actions: dict[str, QAction] = {}
         self._build_actions()
-        self.lock_screen = LockScreen(self, workstation.session.verifier.check if workstation.session.verifier
-                                      else (lambda _p: True), workstation.user)
+        self.lock_screen = LockScreen(self, self._check_unlock_password, workstation.user)
         self.lock_screen.unlocked.connect(self._unlocked)
         self.idle = IdleWatcher(self.settings.idle_lock_minutes, self)
         self.idle.idle.connect(self.lock)
@@ -304,6 +303,26 @@ class MainWindow(QMainWindow):
         for act in self.actions.values():
             act.setEnabled(False)
         self.lock_screen.lock()
+
+    def _check_unlock_password(self, password: str) -> bool | None:
+        """The sign-in password: checked against the in-memory hash made at sign-in, or - when the session was
+        opened with a keyring password and has none - by asking the archive."""
+        verifier = self.ws.session.verifier
+        if verifier is not None:
+            return verifier.check(password)
+        if not password:
+            return False
+        from cloud_client.errors import AuthError, CloudError
+        from cloud_client.session import DicomWebSession
+
+        try:
+            with DicomWebSession(self.ws.session.profile, password=password) as probe:
+                probe.check_sign_in()
+            return True
+        except AuthError:
+            return False
+        except CloudError:
+            return None
 
     def _unlocked(self) -> None:
         for act in self.actions.values():

@@ -298,3 +298,17 @@ def test_signed_report_can_be_reopened_for_an_addendum(window, qtbot):
     assert ed.editors["impression"].text() == "Normal chest."
     ed.start_addendum()
     assert ed.report.is_addendum and ed.report.predecessor is not None
+
+
+def test_unlock_without_a_local_verifier_asks_the_archive(window, qtbot):
+    """A session opened with a keyring password has no in-memory hash; with the archive down the lock says so
+    and stays locked (it never opens on an unchecked password)."""
+    window.ws.session.verifier = None
+    window.lock()
+    cover = window.lock_screen
+    cover.password.setText("anything")
+    cover.try_unlock()
+    assert cover.locked and "cannot be checked" in cover.message.text()
+    cover.password.setText("")
+    cover.try_unlock()
+    assert cover.locked and "not right" in cover.message.text()
