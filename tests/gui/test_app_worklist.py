@@ -347,3 +347,15 @@ def test_remembered_password_is_offered_next_time(qtbot, reading_cloud):
     again = LoginDialog(profile)             # next start of the workstation
     qtbot.addWidget(again)
     assert again.password.text() == "reader1" and again.remember.isChecked()
+
+
+def test_unlock_checks_the_password_with_the_archive_when_needed(workstation):
+    win = workstation
+    win.ws.session.verifier = None          # e.g. signed in with the keyring's password
+    win.lock()
+    win.lock_screen.password.setText("wrong")
+    win.lock_screen.try_unlock()
+    assert win.lock_screen.locked and "not right" in win.lock_screen.message.text()
+    win.lock_screen.password.setText("reader1")
+    win.lock_screen.try_unlock()
+    assert not win.lock_screen.locked
