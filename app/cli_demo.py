@@ -97,7 +97,12 @@ def wait_for_worklist(session, timeout: float) -> list:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from app.cli_gui import NO_DISPLAY, have_display
     from app.session import sign_in
+
+    if not args.no_window and not have_display():
+        print(NO_DISPLAY + " Or use `readroom demo --no-window`.", file=sys.stderr)
+        return 2
 
     kind = choose_keyring()
     if kind == "memory":

@@ -18,6 +18,18 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_gui)
 
 
+def have_display() -> bool:
+    """Is there a screen to open windows on (X11, Wayland, or a Qt platform chosen explicitly)?"""
+    import os
+
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                or os.environ.get("QT_QPA_PLATFORM") or sys.platform in ("darwin", "win32"))
+
+
+NO_DISPLAY = ("No display to open the workstation on. Run it in a desktop session, or on a server under a "
+              "virtual screen: xvfb-run -a readroom  (make demo does this by itself).")
+
+
 def application():
     """The QApplication (created once), themed."""
     from PySide6.QtWidgets import QApplication
@@ -69,6 +81,9 @@ def _initial_profile(name: str | None):
 
 
 def run_gui(args: argparse.Namespace) -> int:
+    if not have_display():
+        print(NO_DISPLAY, file=sys.stderr)
+        return 2
     app = application()
     from .login_dialog import LoginDialog
 
