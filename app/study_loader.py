@@ -119,7 +119,6 @@ class StudyLoader:
 
     def load(self, study_uid: str, emit: Callable[[object], None],
              cancelled: threading.Event | None = None) -> StudyLoad:
-        import viewer.volume  # noqa: F401 - viewer.volume re-exports the loader; importing it first avoids a cycle
         from viewer.loader import SeriesError, VolumeBuilder
 
         t0 = time.monotonic()
