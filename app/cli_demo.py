@@ -129,9 +129,10 @@ def run_demo(args: argparse.Namespace) -> int:
 def _run_window(session) -> int:
     from PySide6.QtCore import QTimer
 
-    from .cli_gui import application, open_workstation
+    from .cli_gui import application, install_error_hook, open_workstation
 
     app = application()
+    install_error_hook()
     window = open_workstation(session)
 
     def _quit(*_a):

@@ -48,6 +48,27 @@ def application():
     return app
 
 
+def install_error_hook() -> None:
+    """Unexpected errors in the GUI are logged (type and place, no patient data) and shown in plain words; the
+    workstation keeps running instead of aborting mid-report (drafts are autosaved anyway)."""
+    import traceback
+
+    from PySide6.QtWidgets import QMessageBox
+
+    from .workers import user_message
+
+    def hook(exc_type, exc, tb):
+        where = traceback.extract_tb(tb)[-1] if tb else None
+        log.error("Unexpected %s at %s:%s", exc_type.__name__, getattr(where, "filename", "?"),
+                  getattr(where, "lineno", "?"))
+        try:
+            QMessageBox.warning(None, "ReadRoom", user_message(exc) + "\n\nYour report draft is saved.")
+        except Exception:  # noqa: BLE001 - never fail inside the error hook
+            log.error("error dialog could not be shown")
+
+    sys.excepthook = hook
+
+
 def open_workstation(session, settings=None):
     """Main window for a signed-in :class:`app.session.ReaderSession`; shown and started."""
     from .main_window import MainWindow
@@ -87,6 +108,7 @@ def run_gui(args: argparse.Namespace) -> int:
     app = application()
     from .login_dialog import LoginDialog
 
+    install_error_hook()
     dialog = LoginDialog(_initial_profile(getattr(args, "profile", None)))
     if not dialog.exec() or dialog.session is None:
         return 1

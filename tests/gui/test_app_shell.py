@@ -324,3 +324,25 @@ def test_no_display_is_said_in_words(tmp_path):
         r = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, timeout=60, check=False,
                            cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
         assert r.returncode == 2 and "No display" in r.stderr and "xvfb-run" in r.stderr
+
+
+def test_unexpected_error_is_logged_and_shown_without_patient_data(qtbot, monkeypatch, caplog):
+    import sys
+
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.cli_gui import application, install_error_hook
+
+    application()
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda _p, _t, text: shown.append(text)))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)       # restored after the test
+    install_error_hook()
+    try:
+        raise KeyError("SYNTHETIC^PATIENT RRDEMO-0001")
+    except KeyError as exc:
+        with caplog.at_level("ERROR"):
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+    assert shown and "KeyError" in shown[0] and "draft is saved" in shown[0]
+    assert "SYNTHETIC" not in shown[0] and "RRDEMO" not in shown[0]
+    assert "KeyError" in caplog.text and "SYNTHETIC" not in caplog.text and "RRDEMO" not in caplog.text
