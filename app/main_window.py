@@ -61,6 +61,8 @@ class MainWindow(QMainWindow):
         self.worklist.open_signed.connect(self.open_signed)
         self.worklist.message.connect(self._worklist_message)
         self.worklist.items_loaded.connect(self._worklist_loaded)
+        self.worklist.auth_failed.connect(self.sign_in_again)
+        self.reauth_dialog = None
 
         self._outbox_timer = QTimer(self)
         self._outbox_timer.timeout.connect(self.refresh_outbox)
@@ -303,6 +305,29 @@ class MainWindow(QMainWindow):
         for act in self.actions.values():
             act.setEnabled(False)
         self.lock_screen.lock()
+
+    def sign_in_again(self) -> None:
+        """The archive refused the session's credentials (expired or changed password): ask again, keep
+        everything open (study, draft, outbox), and carry on."""
+        from .login_dialog import LoginDialog
+        from .session import sign_in_again
+
+        if self.reauth_dialog is not None and self.reauth_dialog.isVisible():
+            return
+        session = self.ws.session
+        dlg = LoginDialog(session.profile, self, sign_in=lambda _p, pw, _r: sign_in_again(session, pw))
+        dlg.setWindowTitle("Sign in again")
+        dlg.server.setEnabled(False)
+        dlg.user.setEnabled(False)
+        dlg.password.clear()
+        dlg.show_error("The archive asks you to sign in again (your password may have expired).")
+        dlg.signed_in.connect(lambda _s: self._signed_in_again())
+        self.reauth_dialog = dlg
+        dlg.open()
+
+    def _signed_in_again(self) -> None:
+        self.status.set_connection(True, f"Connected as {self.ws.user}")
+        self.worklist.refresh()
 
     def _check_unlock_password(self, password: str) -> bool | None:
         """The sign-in password: checked against the in-memory hash made at sign-in, or - when the session was

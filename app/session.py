@@ -56,6 +56,25 @@ class ReaderSession:
         self.web.close()
 
 
+def sign_in_again(session: ReaderSession, password: str) -> ReaderSession:
+    """New password for the running session (expired or changed): checked first, then used by every client
+    that shares the session's HTTP connection pool; nothing else about the session changes."""
+    from cloud_client.errors import AuthError
+
+    probe = DicomWebSession(session.profile, password=password)
+    try:
+        probe.check_sign_in()
+    except AuthError:
+        _audit_sign_in(session.profile, "failure")
+        raise
+    finally:
+        probe.close()
+    session.web.http.auth = probe.http.auth
+    session.verifier = PasswordVerifier.from_password(password)
+    _audit_sign_in(session.profile, "success")
+    return session
+
+
 def roles_for(user: str) -> set[str]:
     """QA reviewers are named by the deployment; the demo's reviewer is ``qa``. Everyone can read."""
     return {"reader", "qa"} if user in QA_USERS_DEFAULT else {"reader"}

@@ -204,6 +204,7 @@ class WorklistPanel(QWidget):
     open_signed = Signal(str)             # study UID of a report signed here (to read it or add an addendum)
     items_loaded = Signal(list)
     claim_lost = Signal(str)              # message shown
+    auth_failed = Signal()                # the archive wants the reader to sign in again
     message = Signal(str)
 
     def __init__(self, services, parent=None) -> None:
@@ -325,13 +326,15 @@ class WorklistPanel(QWidget):
             self.select_row(0)
         self.items_loaded.emit(self.model.items)
 
-    def _failed(self, message: str, _exc=None) -> None:
+    def _failed(self, message: str, exc=None) -> None:
         self.refresh_button.setEnabled(True)
         self.open_button.setEnabled(True)
         self.release_button.setEnabled(True)
         self.busy = False
         self.show_notice(message)
         self.message.emit(message)
+        if type(exc).__name__ == "AuthError":
+            self.auth_failed.emit()
 
     def claim_and_open(self) -> None:
         item = self.selected_item()
@@ -362,7 +365,7 @@ class WorklistPanel(QWidget):
             self.show_notice(message)
             self.claim_lost.emit(message)
             return
-        self._failed(message)
+        self._failed(message, exc)
 
     def release_selected(self) -> None:
         item = self.selected_item()

@@ -359,3 +359,22 @@ def test_unlock_checks_the_password_with_the_archive_when_needed(workstation):
     win.lock_screen.password.setText("reader1")
     win.lock_screen.try_unlock()
     assert not win.lock_screen.locked
+
+
+def test_expired_password_asks_to_sign_in_again_and_carries_on(workstation, qtbot):
+    """The archive starts refusing the session (password changed at night): the worklist says so, a sign-in
+    dialog appears over the open workstation, and with the right password everything carries on."""
+    win = workstation
+    win.ws.session.web.http.auth = ("reader1", "expired")
+    win.worklist.refresh()
+    qtbot.waitUntil(lambda: win.reauth_dialog is not None and win.reauth_dialog.isVisible(), timeout=20000)
+    dlg = win.reauth_dialog
+    assert "sign in again" in dlg.message.text().lower() and not dlg.server.isEnabled()
+    dlg.password.setText("still-wrong")
+    dlg.try_sign_in()
+    qtbot.waitUntil(lambda: "did not accept" in dlg.message.text(), timeout=20000)
+    dlg.password.setText("reader1")
+    with qtbot.waitSignal(win.worklist.items_loaded, timeout=30000):
+        dlg.try_sign_in()
+    assert not dlg.isVisible() and win.worklist.model.rowCount() > 0
+    assert win.ws.session.verifier.check("reader1")
