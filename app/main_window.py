@@ -81,6 +81,7 @@ class MainWindow(QMainWindow):
         page.closed.connect(self._reading_closed)
         page.fetch_progress.connect(self._fetch_progress)
         page.measurement_made.connect(self._measurement_made)
+        page.auth_failed.connect(lambda: self.sign_in_again())
         self.editor = ReportEditor(self.ws)
         self.dictation = DictationPanel(self.settings, self.editor)
         self.editor.report_changed.connect(self.dictation.set_report)

@@ -46,6 +46,7 @@ class ReadingPage(QWidget):
     prior_shown = Signal()
     measurement_made = Signal(object)      # a viewer measurement / key image, for the report
     annotations_restored = Signal(int)     # how many saved measurements/annotations were put back
+    auth_failed = Signal()                 # the archive wants the reader to sign in again
 
     def __init__(self, workstation, parent=None) -> None:
         super().__init__(parent)
@@ -415,9 +416,11 @@ class ReadingPage(QWidget):
         self._fill_presets()
         self.study_loaded.emit(result)
 
-    def _failed(self, message: str, _exc) -> None:
+    def _failed(self, message: str, exc) -> None:
         self.show_notice(message)
         self.load_failed.emit(message)
+        if type(exc).__name__ == "AuthError":
+            self.auth_failed.emit()
 
     def show_notice(self, text: str) -> None:
         self.notice.setText(text)
