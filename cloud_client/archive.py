@@ -1,12 +1,15 @@
 """The narrow interface the reporting outbox uses to deliver signed reports to the archive.
 
 Owns :class:`ArchiveSink`: ``store(datasets)`` (STOW-RS; storing the same SOP instance again is harmless, so
-retries are idempotent) and ``complete_workitem(uid, output_sop_refs)`` (UPS-RS final-state Update, then
+retries are idempotent), ``store_part10(blobs, study_uids)`` (the same for objects already encoded, sent byte for
+byte as the outbox persisted them) and ``complete_workitem(uid, output_sop_refs)`` (UPS-RS final-state Update, then
 COMPLETED, through :class:`~cloud_client.worklist.WorklistClient`). Connection problems and HTTP 5xx raise
 :class:`ArchiveUnavailable` so the outbox keeps the item and retries; :class:`AuthError` means "sign in again";
 other refusals raise :class:`RequestRejected` (the outbox should park the item and tell the user).
 """
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 
 import pydicom
 
@@ -33,13 +36,23 @@ class ArchiveSink:
         if not datasets:
             return
         studies = sorted({str(ds.StudyInstanceUID) for ds in datasets})
+        self._audited_store(lambda: self.session.stow(datasets), studies, len(datasets))
+
+    def store_part10(self, blobs: Sequence[bytes], study_uids: Iterable[str]) -> None:
+        """Store DICOM Part 10 files as they are (no decode/re-encode). ``study_uids``: their studies, for the
+        audit trail."""
+        if not blobs:
+            return
+        self._audited_store(lambda: self.session.stow_part10(list(blobs)), sorted(set(study_uids)), len(blobs))
+
+    def _audited_store(self, send, studies: list[str], count: int) -> None:
         try:
-            self.session.stow(datasets)
+            send()
         except CloudError as exc:
-            self.audit.record("store", self.session.user, FAILURE, study_uids=studies, sop_count=len(datasets),
+            self.audit.record("store", self.session.user, FAILURE, study_uids=studies, sop_count=count,
                               detail=type(exc).__name__)
             raise
-        self.audit.record("store", self.session.user, SUCCESS, study_uids=studies, sop_count=len(datasets))
+        self.audit.record("store", self.session.user, SUCCESS, study_uids=studies, sop_count=count)
 
     def complete_workitem(self, workitem_uid: str, output_sop_refs: list[SopRef]) -> None:
         self.worklist.complete(workitem_uid, output_sop_refs=output_sop_refs)

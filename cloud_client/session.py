@@ -167,19 +167,26 @@ class DicomWebSession:
         Returns the server's response (DICOM JSON dict, may be empty). Raises RequestRejected when the
         archive refused any instance.
         """
-        boundary = uuid.uuid4().hex
-        body = io.BytesIO()
+        parts = []
         for ds in datasets:
             part = io.BytesIO()
             pydicom.dcmwrite(part, ds, enforce_file_format=True)
-            body.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
-            body.write(part.getvalue())
-            body.write(b"\r\n")
-        body.write(f"--{boundary}--\r\n".encode())
+            parts.append(part.getvalue())
+        return self.stow_part10(parts, study_uid)
+
+    def stow_part10(self, parts: list[bytes], study_uid: str | None = None) -> dict:
+        """Store instances already encoded as DICOM Part 10 files (e.g. the bytes the report outbox persisted),
+        sent as they are - no decoding, no re-encoding. Same answers and errors as :meth:`stow`."""
+        boundary = uuid.uuid4().hex
+        head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        chunks = []
+        for part in parts:
+            chunks += (head, part, b"\r\n")
+        chunks.append(f"--{boundary}--\r\n".encode())
         path = f"studies/{study_uid}" if study_uid else "studies"
         headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
                    "Accept": DICOM_JSON}
-        resp = self.request("POST", path, data=body.getvalue(), headers=headers, ok=(200, 202, 409))
+        resp = self.request("POST", path, data=b"".join(chunks), headers=headers, ok=(200, 202, 409))
         result = resp.json() if resp.content.strip() else {}
         failed = result.get("00081198", {}).get("Value") if isinstance(result, dict) else None
         if failed or resp.status_code == 409:

@@ -1,8 +1,9 @@
 """The reader's worklist over UPS-RS (DICOM PS3.18 ch. 11, PS3.4 Annex CC).
 
 Owns :class:`WorklistItem` (a plain value for the UI and CLI), :class:`WorklistClient` (search "my" items,
-claim, release, complete, priors) and the local store of Transaction UIDs (``paths.data_dir()/worklist``), so
-a restarted workstation can still complete or release what it holds: the server never returns a Transaction
+claim, release, complete, priors) and the local store of Transaction UIDs (``paths.data_dir()/worklist``, each
+with its study UID once known, so completing needs no lookup), so a restarted workstation can still complete or
+release what it holds: the server never returns a Transaction
 UID. A lost claim race (any 400/409 on claim) re-reads the workitem and raises :class:`AlreadyClaimed`; it is
 never retried blindly. Wire format and paths: docs/dev/team-contracts.md.
 """
@@ -228,12 +229,17 @@ class TransactionStore:
         with self._lock:
             return self._read().get(self._key(server, user, workitem_uid))
 
-    def put(self, server: str, user: str, workitem_uid: str, tuid: str, *, pending: bool) -> None:
+    def put(self, server: str, user: str, workitem_uid: str, tuid: str, *, pending: bool,
+            study_uid: str | None = None) -> None:
+        """Record (or update) a claim. ``study_uid``, once known, is kept with it so completing or releasing
+        the item needs no lookup to find the study whose cached images to unpin."""
         with self._lock:
             data = self._read()
             entry = data.get(self._key(server, user, workitem_uid)) or {}
             entry.update({"tuid": tuid, "pending": pending, "workitem_uid": workitem_uid,
                           "claimed_at": entry.get("claimed_at") or datetime.now(UTC).isoformat()})
+            if study_uid:
+                entry["study_uid"] = study_uid
             data[self._key(server, user, workitem_uid)] = entry
             atomic_write(self.path, json.dumps(data, indent=1).encode())
 
@@ -368,6 +374,7 @@ class WorklistClient:
         if existing and not existing.get("pending"):
             item = self.get(workitem_uid)
             if item.state == IN_PROGRESS:
+                self._remember_study(workitem_uid, existing, item.study_uid)
                 return item  # we already hold it (e.g. after a restart)
         tuid = existing["tuid"] if existing else new_uid()
         # Persist before asking: if we crash after the server accepted, we still hold the TUID.
@@ -379,6 +386,7 @@ class WorklistClient:
                 # An earlier attempt with this TUID went through but its answer was lost: the item is ours.
                 self.store.put(base, user, workitem_uid, tuid, pending=False)
                 item = self.get(workitem_uid)
+                self._remember_study(workitem_uid, {"tuid": tuid}, item.study_uid)
                 self._audit("claim", SUCCESS, workitem_uid=workitem_uid, study_uids=_uids(item.study_uid),
                             detail="confirmed after a lost answer")
                 return item
@@ -404,14 +412,24 @@ class WorklistClient:
             raise
         self.store.put(base, user, workitem_uid, tuid, pending=False)
         item = self.get(workitem_uid)
+        self._remember_study(workitem_uid, {"tuid": tuid}, item.study_uid)
         self._audit("claim", SUCCESS, workitem_uid=workitem_uid, study_uids=_uids(item.study_uid))
         return item
+
+    def _remember_study(self, workitem_uid: str, entry: dict, study_uid: str | None) -> None:
+        """Keep the study UID beside the held Transaction UID (complete/release then need no lookup)."""
+        if study_uid and entry.get("study_uid") != study_uid:
+            self.store.put(self.session.base_url, self.user, workitem_uid, entry["tuid"], pending=False,
+                           study_uid=study_uid)
 
     def release(self, workitem_uid: str, reason: str = "Released by the reader for reassignment") -> None:
         """Give a claimed item up. UPS has no way back to SCHEDULED (PS3.4 CC.1.1), so the holder cancels the
         procedure step with a reason (PUT state CANCELED after recording the cancellation); the scheduler may
         reassign the study as a new workitem."""
-        tuid = self._require_tuid(workitem_uid)
+        entry = self._held_entry(workitem_uid)
+        if entry is None:
+            raise NotHeld(workitem_uid)
+        tuid = entry["tuid"]
         now = _now_dt()
         ds = Dataset()
         progress = Dataset()
@@ -424,7 +442,7 @@ class WorklistClient:
         except CloudError as exc:
             self._audit("release", FAILURE, workitem_uid=workitem_uid, detail=type(exc).__name__)
             raise
-        item_study = self._study_of(workitem_uid)
+        item_study = entry.get("study_uid") or self._study_of(workitem_uid)
         self.store.remove(self.session.base_url, self.user, workitem_uid)
         if self.cache is not None and item_study:
             self.cache.unpin(item_study)
@@ -440,10 +458,12 @@ class WorklistClient:
         Idempotent: completing an item that is already COMPLETED by us succeeds.
         """
         output_sop_refs = list(output_sop_refs)
-        if self._tuid(workitem_uid) is None and self.get(workitem_uid).state == COMPLETED:
-            return  # a retry after success (e.g. by the outbox): nothing left to do
-        tuid = self._require_tuid(workitem_uid)
-        entry = self.store.get(self.session.base_url, self.user, workitem_uid) or {}
+        entry = self._held_entry(workitem_uid)  # one read of the local store: TUID, claim time, study
+        if entry is None:
+            if self.get(workitem_uid).state == COMPLETED:
+                return  # a retry after success (e.g. by the outbox): nothing left to do
+            raise NotHeld(workitem_uid)
+        tuid = entry["tuid"]
         ds = self.final_state_dataset(output_sop_refs, started=entry.get("claimed_at"),
                                       workitem_code=workitem_code)
         try:
@@ -459,7 +479,8 @@ class WorklistClient:
         except CloudError as exc:
             self._audit("complete", FAILURE, workitem_uid=workitem_uid, detail=type(exc).__name__)
             raise
-        study = self._study_of(workitem_uid)
+        # the study was saved at claim time; only entries written by older versions need the lookup
+        study = entry.get("study_uid") or self._study_of(workitem_uid)
         self.store.remove(self.session.base_url, self.user, workitem_uid)
         if self.cache is not None and study:
             self.cache.unpin(study)
@@ -514,15 +535,14 @@ class WorklistClient:
         return ds
 
     # -- helpers ----------------------------------------------------------------------------------------------
-    def _tuid(self, workitem_uid: str) -> str | None:
+    def _held_entry(self, workitem_uid: str) -> dict | None:
+        """The local store's entry for a workitem this workstation holds (claim confirmed), else None."""
         entry = self.store.get(self.session.base_url, self.user, workitem_uid)
-        return entry["tuid"] if entry and not entry.get("pending") else None
+        return entry if entry and not entry.get("pending") else None
 
-    def _require_tuid(self, workitem_uid: str) -> str:
-        tuid = self._tuid(workitem_uid)
-        if tuid is None:
-            raise NotHeld(workitem_uid)
-        return tuid
+    def _tuid(self, workitem_uid: str) -> str | None:
+        entry = self._held_entry(workitem_uid)
+        return entry["tuid"] if entry else None
 
     def _study_of(self, workitem_uid: str) -> str | None:
         try:

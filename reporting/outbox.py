@@ -4,7 +4,7 @@ Owns the outbox folder (:func:`cloud_client.paths.outbox_dir`): each signed repo
 is written there, encrypted with :mod:`cloud_client.vault` (purpose ``b"outbox"``, atomic rename), *before* any
 network call. Delivery then goes through the narrow :class:`ReportSink` interface - ``store(datasets)`` (STOW-RS)
 and ``complete_workitem(workitem_uid, output_sop_refs)`` (UPS final attributes + COMPLETED) - implemented by
-``cloud_client.archive.ArchiveSink``. Progress (stored, completed) is written back after each step, so a crash,
+``cloud_client.archive.ArchiveSink``, whose ``store_part10`` sends the persisted Part 10 bytes as they are. Progress (stored, completed) is written back after each step, so a crash,
 ``kill -9``, outage or restart resumes where it stopped; both steps are idempotent (same SOP Instance UIDs; the
 sink treats an already COMPLETED workitem as done). :class:`ArchiveUnavailable` (and connection errors) mean
 "retry later" with exponential backoff; other errors are kept with their message and retried slowly.
@@ -63,6 +63,9 @@ class ReportSink(Protocol):
         """Give the workitem its final attributes naming ``output_sop_refs`` and move it to COMPLETED.
         Already COMPLETED by us counts as success."""
 
+    # Optional: ``store_part10(blobs, study_uids)`` stores the persisted Part 10 bytes as they are (no decode and
+    # re-encode); the outbox uses it when the sink has it, else ``store(datasets)``.
+
 
 def _dcm_bytes(ds: Dataset) -> bytes:
     buf = io.BytesIO()
@@ -107,13 +110,18 @@ class OutboxItem:
     attempts: int = 0
     next_attempt_at: float = 0.0
     last_error: str = ""
+    study_uids: list[str] = field(default_factory=list)  # of ``datasets``, in order (empty in older files)
 
     @property
     def done(self) -> bool:
         return self.stored and (self.completed or not self.workitem_uid)
 
     def dicom_datasets(self) -> list[Dataset]:
-        return [pydicom.dcmread(io.BytesIO(base64.b64decode(b))) for b in self.datasets]
+        return [pydicom.dcmread(io.BytesIO(b)) for b in self.part10()]
+
+    def part10(self) -> list[bytes]:
+        """The DICOM Part 10 files exactly as they were persisted."""
+        return [base64.b64decode(b) for b in self.datasets]
 
     def file(self, name: str) -> bytes:
         return base64.b64decode(self.files[name])
@@ -136,7 +144,8 @@ class OutboxItem:
                      str(main.StudyInstanceUID))
         return cls(item_id=str(main.SOPInstanceUID), kind=kind, created_at=time.time(), workitem_uid=workitem_uid,
                    sop=sop, datasets=[base64.b64encode(_dcm_bytes(d)).decode() for d in datasets],
-                   files={k: base64.b64encode(v).decode() for k, v in (files or {}).items()}, signed=signed)
+                   files={k: base64.b64encode(v).decode() for k, v in (files or {}).items()}, signed=signed,
+                   study_uids=[str(d.StudyInstanceUID) for d in datasets])
 
 
 @dataclass(frozen=True)
@@ -282,7 +291,11 @@ class Outbox:
         item.attempts += 1
         try:
             if not item.stored:
-                sink.store(item.dicom_datasets())
+                store_part10 = getattr(sink, "store_part10", None)
+                if store_part10 is not None and len(item.study_uids) == len(item.datasets):
+                    store_part10(item.part10(), item.study_uids)  # the persisted bytes, as they are
+                else:
+                    sink.store(item.dicom_datasets())
                 item.stored = True  # written below on failure; a crash before that just stores again (idempotent)
             if item.workitem_uid and not item.completed:
                 sink.complete_workitem(item.workitem_uid, [item.sop])

@@ -167,16 +167,14 @@ def run(ctx: Context) -> list[Result]:
             res = sign_report(state["report"], reader, PIN, outbox=outbox, outputs=False)
             if not outbox.deliver_one(res.outbox_item.item_id, sink):
                 raise RuntimeError("the signed report was not delivered")
-            state["sr"] = res.outbox_item.dicom_datasets()[0]
+            state["item"] = res.outbox_item  # decoded after timing: the bench's bookkeeping, not the reader's wait
 
         ours_s = median_time(ours, ctx.repeat, setup=setup)
         from reporting.workflow import SignedRecord, build_outputs
 
         record = SignedRecord.from_dict(outbox.sent()[-1].signed)
         outputs_s = median_time(lambda: build_outputs(record), ctx.repeat)
-        buf = io.BytesIO()
-        state["sr"].save_as(buf, enforce_file_format=True)
-        sr_bytes = buf.getvalue()
+        sr_bytes = state["item"].part10()[0]  # the very bytes ours persisted and stored
 
         dw = session.dicomweb_client()
         comp_s = median_time(lambda: dw.store_instances([pydicom.dcmread(io.BytesIO(sr_bytes))]), ctx.repeat)
