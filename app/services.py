@@ -84,10 +84,11 @@ class Workstation:
             if self.prefetcher is not None:
                 self.prefetcher.resume()
 
-    def fetch(self, study_uid: str, *, on_instance, on_progress, on_metadata, cancel=None, pin: bool = False):
+    def fetch(self, study_uid: str, *, on_instance, on_progress, on_metadata, cancel=None, pin: bool = False,
+              series_uids: list[str] | None = None):
         """The cloud client's streaming retrieval into the encrypted cache (first-needed slice first)."""
         return self.fetcher.fetch_study(study_uid, on_instance=on_instance, on_progress=on_progress,
-                                        on_metadata=on_metadata, cancel=cancel, pin=pin)
+                                        on_metadata=on_metadata, cancel=cancel, pin=pin, series_uids=series_uids)
 
     def opened(self, item: WorklistItem) -> None:
         self.audit.record("study-opened", self.user, study_uids=[item.study_uid] if item.study_uid else [],

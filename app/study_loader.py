@@ -79,6 +79,7 @@ class StudyLoad:
     instances: int = 0
     seconds: float = 0.0
     first_slice_s: float | None = None
+    retried: bool = False                 # some series were incomplete after the first retrieval
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -190,6 +191,18 @@ class StudyLoader:
 
         fetched = self._fetch(study_uid, on_instance=on_instance, on_progress=on_progress,
                               on_metadata=on_metadata, cancel=cancelled)
+        incomplete = [uid for uid, b in builders.items() if not b.complete]
+        if incomplete and not cancelled.is_set():
+            # The retrieval ended with images missing (e.g. a prefetch of the same study was writing them):
+            # ask once more for those series; what is cached comes from the cache, the rest from the archive.
+            log.warning("%d series incomplete after retrieval; fetching them again", len(incomplete))
+            result.retried = True
+            self._fetch(study_uid, on_instance=on_instance, on_progress=on_progress, on_metadata=None,
+                        cancel=cancelled, series_uids=incomplete)
+            still = [uid for uid, b in builders.items() if not b.complete]
+            for uid in still:
+                emit(SeriesFailed(uid, "Some images of this series could not be retrieved; what is shown is "
+                                       "incomplete. Reopen the study to try again."))
         result.instances = count[0]
         result.seconds = time.monotonic() - t0
         total = int(getattr(fetched, "instances_total", count[0]) or count[0])

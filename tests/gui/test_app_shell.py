@@ -346,3 +346,37 @@ def test_unexpected_error_is_logged_and_shown_without_patient_data(qtbot, monkey
     assert shown and "KeyError" in shown[0] and "draft is saved" in shown[0]
     assert "SYNTHETIC" not in shown[0] and "RRDEMO" not in shown[0]
     assert "KeyError" in caplog.text and "SYNTHETIC" not in caplog.text and "RRDEMO" not in caplog.text
+
+
+def test_study_loader_asks_again_for_images_a_retrieval_left_out(tmp_path):
+    """When a retrieval ends with an image missing (the cloud client logs "finished with N instances missing"),
+    the loader fetches that series once more, so the pane does not stay on "loading"."""
+    import pydicom
+
+    from app.study_loader import SeriesReady, SlicesArrived, StudyLoader
+    from cloud.demo_data import write_ct_series
+
+    files = write_ct_series(tmp_path, n_slices=6, rows=32, cols=32, key="retry")
+    datasets = [pydicom.dcmread(f) for f in files]
+    meta = []
+    for ds in datasets:
+        head = pydicom.dcmread(files[datasets.index(ds)], stop_before_pixels=True)
+        meta.append(head.to_json_dict())
+    calls = []
+
+    def fetch(study_uid, *, on_instance, on_progress, on_metadata, cancel=None, series_uids=None):
+        calls.append(series_uids)
+        if on_metadata is not None:
+            on_metadata(meta)
+        dropped = datasets[3] if len(calls) == 1 else None        # the first retrieval loses one image
+        for ds in datasets:
+            if ds is not dropped:
+                on_instance(str(ds.SOPInstanceUID), ds)
+
+    events = []
+    result = StudyLoader(fetch).load(str(datasets[0].StudyInstanceUID), events.append)
+    assert result.retried and len(calls) == 2
+    assert calls[1] == [str(datasets[0].SeriesInstanceUID)]
+    volume = next(e.volume for e in events if isinstance(e, SeriesReady))
+    arrived = sorted(k for e in events if isinstance(e, SlicesArrived) for k in e.slices)
+    assert arrived == list(range(6)) and volume.shape[0] == 6
