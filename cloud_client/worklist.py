@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from pydicom import Dataset
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.valuerep import DA, DT
 
 from . import paths
@@ -464,11 +465,10 @@ class WorklistClient:
                 return  # a retry after success (e.g. by the outbox): nothing left to do
             raise NotHeld(workitem_uid)
         tuid = entry["tuid"]
-        ds = self.final_state_dataset(output_sop_refs, started=entry.get("claimed_at"),
-                                      workitem_code=workitem_code)
+        body = self.final_state_json(output_sop_refs, started=entry.get("claimed_at"), workitem_code=workitem_code)
         try:
             try:
-                self._update(workitem_uid, tuid, ds)
+                self._update(workitem_uid, tuid, body)
                 self._put_state(workitem_uid, tuid, COMPLETED)
             except RequestRejected as exc:
                 if exc.status not in (400, 409):
@@ -490,49 +490,35 @@ class WorklistClient:
     def final_state_dataset(self, refs: list[tuple[str, str, str, str]], *, started: str | None = None,
                             workitem_code=("READ", CODING_SCHEME, "Radiology report reading")) -> Dataset:
         """The Update payload that makes the workitem complete-able (standards.md "Required for final state")."""
+        return Dataset.from_json(self.final_state_json(refs, started=started, workitem_code=workitem_code))
+
+    def final_state_json(self, refs: list[tuple[str, str, str, str]], *, started: str | None = None,
+                         workitem_code=("READ", CODING_SCHEME, "Radiology report reading")) -> dict:
+        """:meth:`final_state_dataset` as DICOM JSON, built directly (what :meth:`complete` sends: no pydicom
+        Dataset built and re-serialised on the reader's wait)."""
         now = _now_dt()
-        ds = Dataset()
-        ds.ScheduledProcedureStepModificationDateTime = now  # (0040,4010)
-        performed = Dataset()
-        station = Dataset()
-        station.CodeValue = self.station_name[:16]
-        station.CodingSchemeDesignator = CODING_SCHEME
-        station.CodeMeaning = f"ReadRoom workstation {self.station_name}"[:64]
-        performed.PerformedStationNameCodeSequence = [station]
-        performed.PerformedProcedureStepStartDateTime = _to_dt(started) if started else now
-        performed.PerformedProcedureStepEndDateTime = now
-        code = Dataset()
-        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = workitem_code
-        performed.PerformedWorkitemCodeSequence = [code]
-        human = Dataset()
-        hcode = Dataset()
-        hcode.CodeValue = self.user
-        hcode.CodingSchemeDesignator = CODING_SCHEME
-        hcode.CodeMeaning = self.user
-        human.HumanPerformerCodeSequence = [hcode]
-        human.HumanPerformerName = self.user
-        performed.ActualHumanPerformersSequence = [human]
-        outputs = []
+        station = _item(CodeValue=self.station_name[:16], CodingSchemeDesignator=CODING_SCHEME,
+                        CodeMeaning=f"ReadRoom workstation {self.station_name}"[:64])
+        code = dict(zip(("CodeValue", "CodingSchemeDesignator", "CodeMeaning"), workitem_code, strict=True))
+        human = _item(HumanPerformerCodeSequence=[_item(CodeValue=self.user, CodingSchemeDesignator=CODING_SCHEME,
+                                                        CodeMeaning=self.user)],
+                      HumanPerformerName=self.user)
         grouped: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for sop_class, sop_uid, series_uid, study_uid in refs:
             grouped.setdefault((study_uid, series_uid), []).append((sop_class, sop_uid))
-        for (study_uid, series_uid), sops in grouped.items():
-            out = Dataset()
-            out.TypeOfInstances = "DICOM"
-            out.StudyInstanceUID = study_uid
-            out.SeriesInstanceUID = series_uid
-            items = []
-            for sop_class, sop_uid in sops:
-                r = Dataset()
-                r.ReferencedSOPClassUID = sop_class
-                r.ReferencedSOPInstanceUID = sop_uid
-                items.append(r)
-            out.ReferencedSOPSequence = items
-            out.RetrieveURL = f"{self.session.base_url}/studies/{study_uid}"
-            outputs.append(out)
-        performed.OutputInformationSequence = outputs
-        ds.UnifiedProcedureStepPerformedProcedureSequence = [performed]
-        return ds
+        outputs = [_item(TypeOfInstances="DICOM", StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid,
+                         ReferencedSOPSequence=[_item(ReferencedSOPClassUID=c, ReferencedSOPInstanceUID=u)
+                                                for c, u in sops],
+                         RetrieveURL=f"{self.session.base_url}/studies/{study_uid}")
+                   for (study_uid, series_uid), sops in grouped.items()]
+        performed = _item(PerformedStationNameCodeSequence=[station],
+                          PerformedProcedureStepStartDateTime=_to_dt(started) if started else now,
+                          PerformedProcedureStepEndDateTime=now,
+                          PerformedWorkitemCodeSequence=[_item(**code)],
+                          ActualHumanPerformersSequence=[human],
+                          OutputInformationSequence=outputs)
+        return _item(ScheduledProcedureStepModificationDateTime=now,  # (0040,4010)
+                     UnifiedProcedureStepPerformedProcedureSequence=[performed])
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _held_entry(self, workitem_uid: str) -> dict | None:
@@ -565,8 +551,8 @@ class WorklistClient:
         self.session.request("PUT", f"{self._wp}/{workitem_uid}/{self._state_suffix}", json=body,
                              headers={"Content-Type": DICOM_JSON, "Accept": DICOM_JSON}, ok=(200, 204))
 
-    def _update(self, workitem_uid: str, tuid: str, ds: Dataset) -> None:
-        body = ds.to_json_dict()
+    def _update(self, workitem_uid: str, tuid: str, ds: Dataset | dict) -> None:
+        body = dict(ds) if isinstance(ds, dict) else ds.to_json_dict()
         body["00081195"] = {"vr": "UI", "Value": [tuid]}  # also in the body: some servers cannot read the query
         self.session.request("POST", f"{self._wp}/{workitem_uid}", params={"transaction": tuid}, json=body,
                              headers={"Content-Type": DICOM_JSON, "Accept": DICOM_JSON}, ok=(200, 204))
@@ -576,6 +562,23 @@ class WorklistClient:
             self.audit.record(action, self.user, outcome, **kw)
         except OSError:
             log.exception("Could not write the audit trail")
+
+
+def _item(**attrs) -> dict:
+    """A DICOM JSON dataset (PS3.18 F.2) from keyword=value: VRs from the data dictionary, sequences as lists of
+    such dicts, person names as Alphabetic; empty values become attributes without a Value."""
+    out = {}
+    for kw, value in attrs.items():
+        tag = tag_for_keyword(kw)
+        vr = dictionary_VR(tag)
+        key = f"{tag:08X}"
+        if value is None or value == "" or value == []:
+            out[key] = {"vr": vr}
+        elif vr == "PN":
+            out[key] = {"vr": vr, "Value": [{"Alphabetic": value}]}
+        else:
+            out[key] = {"vr": vr, "Value": value if isinstance(value, list) else [value]}
+    return out
 
 
 def _uids(uid: str | None) -> list[str]:
