@@ -97,6 +97,10 @@ class ReadingPage(QWidget):
         self.window_preset.setToolTip("Window presets (header windows first, CT presets for CT)")
         self.window_preset.addItem("Window", None)
         self.window_preset.activated.connect(self._preset_chosen)
+        self.series_menu = QComboBox()
+        self.series_menu.setToolTip("Show another series of this study in the first pane")
+        self.series_menu.setEnabled(False)
+        self.series_menu.activated.connect(self._series_chosen)
         self.cine = QPushButton("Play")
         self.cine.setCheckable(True)
         self.cine.setEnabled(False)
@@ -114,6 +118,7 @@ class ReadingPage(QWidget):
         head.addStretch(1)
         head.addWidget(QLabel("Tool:"))
         head.addWidget(self.tool)
+        head.addWidget(self.series_menu)
         head.addWidget(self.window_preset)
         head.addWidget(self.cine)
         head.addWidget(self.view_mode)
@@ -242,6 +247,11 @@ class ReadingPage(QWidget):
 
     def _series_ready(self, info, volume) -> None:
         self._ready_infos.append(info)
+        self.volumes[info.series_uid] = volume
+        label = " ".join(x for x in (f"#{info.series_number}" if info.series_number is not None else "",
+                                     info.modality, info.description) if x) or info.series_uid[-8:]
+        self.series_menu.addItem(f"{label} ({volume.shape[0]})", info.series_uid)
+        self.series_menu.setEnabled(self.series_menu.count() > 1)
         panes = self.viewports.get(info.series_uid)
         if panes is None:
             # not in the protocol's plan (or no plan): give it a free pane if there is one
@@ -260,7 +270,6 @@ class ReadingPage(QWidget):
             if not free:
                 return                       # more series than panes: shown when the reader asks
             panes = self.viewports[info.series_uid] = [free[0]]
-        self.volumes[info.series_uid] = volume
         for vp in panes:
             vp.set_volume(volume, arrived=set())
 
@@ -281,6 +290,28 @@ class ReadingPage(QWidget):
         if self.viewports.get(series_uid) and not self._first_shown:
             self._first_shown = True
             self.first_image_shown.emit(series_uid)
+
+    def show_series(self, series_uid: str, pane_index: int = 0) -> None:
+        """Put another series of the study into a pane (e.g. one the hanging protocol left out)."""
+        volume = self.volumes.get(series_uid)
+        if volume is None or not 0 <= pane_index < len(self.panes):
+            return
+        vp = self.panes[pane_index]
+        for uid, panes in list(self.viewports.items()):
+            if vp in panes:
+                panes.remove(vp)
+                if not panes:
+                    del self.viewports[uid]
+        self.viewports.setdefault(series_uid, []).append(vp)
+        self.pane_windows.pop(pane_index, None)
+        arrived = self._arrived.get(series_uid, set())
+        vp.set_volume(volume, arrived=None if len(arrived) >= volume.shape[0] else set(arrived))
+        QTimer.singleShot(0, lambda v=vp: self._fit_after_layout(v))
+
+    def _series_chosen(self, index: int) -> None:
+        uid = self.series_menu.itemData(index)
+        if uid:
+            self.show_series(uid, 0)
 
     def _fit_after_layout(self, vp) -> None:
         """Fit once the grid has its final size (a pane made a moment ago was fitted to its initial size)."""
@@ -509,6 +540,8 @@ class ReadingPage(QWidget):
         self.cine.setEnabled(False)
         self.window_preset.clear()
         self.window_preset.addItem("Window", None)
+        self.series_menu.clear()
+        self.series_menu.setEnabled(False)
         self.placeholder.show()
         self.grid.addWidget(self.placeholder, 0, 0)
         self.notice.hide()

@@ -380,3 +380,43 @@ def test_study_loader_asks_again_for_images_a_retrieval_left_out(tmp_path):
     volume = next(e.volume for e in events if isinstance(e, SeriesReady))
     arrived = sorted(k for e in events if isinstance(e, SlicesArrived) for k in e.slices)
     assert arrived == list(range(6)) and volume.shape[0] == 6
+
+
+def test_series_left_out_by_the_protocol_can_be_shown(qtbot, tmp_path):
+    """The protocol (CT head: brain + bone of one series) places one series; another series of the study stays
+    reachable from the series menu."""
+    import pydicom
+
+    from app.cli_gui import application
+    from app.reading_page import ReadingPage
+    from app.study_loader import LayoutPlanned, SeriesInfo, SeriesReady, SlicesArrived, plan_layout
+    from cloud.demo_data import write_ct_series
+    from viewer.loader import VolumeBuilder
+
+    application()
+    page = ReadingPage(workstation=None)
+    qtbot.addWidget(page)
+    page.show()
+    series = []
+    for key, n in (("menu-a", 5), ("menu-b", 3)):
+        files = write_ct_series(tmp_path / key, n_slices=n, rows=32, cols=32, key=key)
+        dss = [pydicom.dcmread(f) for f in files]
+        series.append((SeriesInfo(series_uid=str(dss[0].SeriesInstanceUID), modality="CT", description=key),
+                       dss))
+    page._on_event(LayoutPlanned(plan_layout(series[0][1])))
+    assert len(page.panes) == 2 and page.plan.protocol_id == "ct_head_brain_bone"
+    for info, dss in series:
+        b = VolumeBuilder(dss)
+        page._on_event(SeriesReady(info, b.volume))
+        for ds in dss:
+            page._on_event(SlicesArrived(info.series_uid, b.add_instance(ds)))
+    first, second = (s[0].series_uid for s in series)
+    assert [p.volume.shape[0] for p in page.panes] == [5, 5]
+    assert page.series_menu.count() == 2 and page.series_menu.isEnabled()
+    page.series_menu.setCurrentIndex(1)
+    page.series_menu.activated.emit(1)
+    assert [p.volume.shape[0] for p in page.panes] == [3, 5]
+    assert page.viewports == {first: [page.panes[1]], second: [page.panes[0]]}
+    assert page.panes[0].arrived is None                      # all its slices were already there
+    page.show_series(first)
+    assert page.panes[0].volume.shape[0] == 5
