@@ -100,6 +100,8 @@ class ReadingPage(QWidget):
         self.series_menu = QComboBox()
         self.series_menu.setToolTip("Show another series of this study in the first pane")
         self.series_menu.setEnabled(False)
+        self.series_menu.setMinimumContentsLength(18)
+        self.series_menu.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.series_menu.activated.connect(self._series_chosen)
         self.cine = QPushButton("Play")
         self.cine.setCheckable(True)
