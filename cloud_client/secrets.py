@@ -3,8 +3,9 @@
 Owns every read and write of passwords, tokens, signing keys and the at-rest encryption key. They live in the
 OS keyring (Secret Service, KWallet, macOS Keychain, Windows Credential Locker) through the ``keyring`` package.
 
-When the machine has no usable keyring (a bare server), ``keyring`` falls back to a backend that fails; then a
-clear :class:`NoKeyringError` tells the user what to install. ``READROOM_KEYRING=memory`` selects a
+When the machine has no usable keyring (a bare server), ``keyring`` falls back to a backend that fails, or to a
+file backend from ``keyrings.alt`` that keeps secrets in plain text on disk; both are refused, and a clear
+:class:`NoKeyringError` tells the user what to install. ``READROOM_KEYRING=memory`` selects a
 process-memory keyring for throw-away demo sessions: nothing is written anywhere, and secrets are gone when the
 process ends (so the encrypted cache is unreadable and dropped next time).
 """
@@ -57,13 +58,20 @@ def _backend():
             log.warning("Using a process-memory keyring: secrets and the encrypted cache last this session only.")
             keyring.set_keyring(MemoryKeyring())
     backend = keyring.get_keyring()
-    name = type(backend).__module__ + "." + type(backend).__name__
-    if "fail" in name.lower() or "null" in name.lower():
+    candidates = list(getattr(backend, "backends", None) or [backend])  # keyring's chainer holds several
+    usable = [b for b in candidates if not _unacceptable(b)]
+    if not usable:
         raise NoKeyringError(
             "No OS keyring is available to keep ReadRoom's passwords and keys. Install and unlock one "
             "(GNOME Keyring or KWallet on Linux), or run a demo with READROOM_KEYRING=memory."
         )
-    return backend
+    return usable[0] if len(usable) < len(candidates) or len(candidates) == 1 else backend
+
+
+def _unacceptable(backend) -> bool:
+    """Backends that are no OS keyring: keyring's fail/null ones and keyrings.alt's files (plain text on disk)."""
+    name = (type(backend).__module__ + "." + type(backend).__name__).lower()
+    return "fail" in name or "null" in name or name.startswith("keyrings.alt.file")
 
 
 def get_secret(name: str) -> str | None:

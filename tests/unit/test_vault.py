@@ -36,3 +36,31 @@ def test_other_key_is_reported():
     blob = vault.Vault(b"\x01" * 32).encrypt(b"x", b"cache")
     with pytest.raises(vault.VaultError, match="another key"):
         vault.Vault(b"\x02" * 32).decrypt(blob, b"cache")
+
+
+def test_plain_text_file_keyrings_are_refused(monkeypatch):
+    """keyrings.alt's file backends write secrets in plain text: never an acceptable place for them."""
+    import keyring
+    from keyring.backends.chainer import ChainerBackend
+    from keyrings.alt.file import PlaintextKeyring
+
+    monkeypatch.setattr(secrets, "_configured", True)
+    monkeypatch.setattr(keyring, "get_keyring", lambda: PlaintextKeyring())
+    with pytest.raises(secrets.NoKeyringError, match="No OS keyring"):
+        secrets.get_secret("x")
+
+    class OnlyPlaintextChain(ChainerBackend):
+        backends = [PlaintextKeyring()]
+
+    monkeypatch.setattr(keyring, "get_keyring", lambda: OnlyPlaintextChain())
+    with pytest.raises(secrets.NoKeyringError):
+        secrets.set_secret("x", "y")
+
+    memory = secrets.MemoryKeyring()
+
+    class MixedChain(ChainerBackend):
+        backends = [PlaintextKeyring(), memory]
+
+    monkeypatch.setattr(keyring, "get_keyring", lambda: MixedChain())
+    secrets.set_secret("x", "y")
+    assert memory.get_password(secrets.SERVICE, "x") == "y"
