@@ -50,7 +50,7 @@ def test_plain_text_file_keyrings_are_refused(monkeypatch):
         secrets.get_secret("x")
 
     class OnlyPlaintextChain(ChainerBackend):
-        backends = [PlaintextKeyring()]
+        backends = (PlaintextKeyring(),)
 
     monkeypatch.setattr(keyring, "get_keyring", lambda: OnlyPlaintextChain())
     with pytest.raises(secrets.NoKeyringError):
@@ -59,7 +59,7 @@ def test_plain_text_file_keyrings_are_refused(monkeypatch):
     memory = secrets.MemoryKeyring()
 
     class MixedChain(ChainerBackend):
-        backends = [PlaintextKeyring(), memory]
+        backends = (PlaintextKeyring(), memory)
 
     monkeypatch.setattr(keyring, "get_keyring", lambda: MixedChain())
     secrets.set_secret("x", "y")
