@@ -6,7 +6,7 @@ there, LRU eviction under a size cap, and pins: a pinned study (being read, or a
 is never evicted.
 
 Crash consistency: the file is written to a temp name and renamed into place *before* its index row is
-committed. Cache files are not fsynced (they can always be fetched again): after a power loss a file may be
+committed (``put_many``: every file of the batch first, then one transaction for all their rows). Cache files are not fsynced (they can always be fetched again): after a power loss a file may be
 empty or torn, but AES-GCM authentication then fails and the entry is dropped as a miss - never served; on open, temp files and files without an index row are removed, and a
 row whose file is missing or fails its integrity check is dropped on first read (a miss, never bad data).
 Thread-safe; several processes may share one cache (SQLite WAL + busy timeout).
@@ -20,6 +20,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,17 @@ CREATE TABLE IF NOT EXISTS pins (
 
 
 @dataclass(frozen=True)
+class NewInstance:
+    """One instance to store: its DICOM Part 10 bytes and the UIDs it is indexed under."""
+
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    data: bytes
+    instance_number: int | None = None
+
+
+@dataclass(frozen=True)
 class CachedInstance:
     """Index entry of one cached instance."""
 
@@ -75,7 +87,12 @@ class InstanceCache:
                  vault: Vault | None = None, repair: bool = True) -> None:
         self.root = Path(root) if root is not None else paths.cache_dir()
         self.objects = self.root / "objects"
-        self.objects.mkdir(parents=True, exist_ok=True)
+        if not self.objects.is_dir():
+            # The whole fan-out at once (256 subdirectories, named by the first two hex digits of the file's
+            # hash): a new cache then makes no directories while it is filled.
+            self.objects.mkdir(parents=True, exist_ok=True)
+            for i in range(256):
+                (self.objects / f"{i:02x}").mkdir(exist_ok=True)
         self.max_bytes = max_bytes
         self._vault = vault or default_vault()
         self._lock = threading.RLock()
@@ -122,17 +139,34 @@ class InstanceCache:
     def put(self, sop_uid: str, study_uid: str, series_uid: str, data: bytes,
             instance_number: int | None = None) -> None:
         """Store one instance's DICOM Part 10 bytes (encrypted). Replaces an existing entry."""
-        rel = self._relpath(sop_uid)
-        _write_replace(self.objects / rel, self._vault.encrypt(data, PURPOSE))
-        now = time.time()
+        self.put_many([NewInstance(sop_uid, study_uid, series_uid, data, instance_number)])
+
+    def put_many(self, entries: Iterable[NewInstance]) -> None:
+        """Store several instances: every file first, then all their index rows in one transaction.
+
+        The same crash consistency as :meth:`put` (a row is only committed after its file is in place), with
+        one SQLite commit instead of one per instance - what a retrieval writing a series uses."""
+        rows = []
+        for e in entries:
+            rel = self._relpath(e.sop_uid)
+            _write_replace(self.objects / rel, self._vault.encrypt(e.data, PURPOSE))
+            now = time.time()
+            rows.append((e.sop_uid, e.study_uid, e.series_uid, rel, len(e.data), e.instance_number, now, now))
+        if not rows:
+            return
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO instances (sop_uid, study_uid, series_uid, file, size, instance_number,"
-                " stored_at, last_access) VALUES (?,?,?,?,?,?,?,?)",
-                (sop_uid, study_uid, series_uid, rel, len(data), instance_number, now, now))
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO instances (sop_uid, study_uid, series_uid, file, size,"
+                    " instance_number, stored_at, last_access) VALUES (?,?,?,?,?,?,?,?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         if self.max_bytes:
             with self._lock:
-                self._approx_total += len(data)
+                self._approx_total += sum(r[4] for r in rows)
                 over = self._approx_total > self.max_bytes
             if over:  # exact check only when the running estimate says so (other processes may share the cache)
                 self.evict()
@@ -279,12 +313,22 @@ class InstanceCache:
 
 
 def _write_replace(path: Path, blob: bytes) -> None:
-    """Temp file + rename (readers see the old file or the whole new one). No fsync: see the module notes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Temp file + rename (readers see the old file or the whole new one). No fsync: see the module notes.
+    The parent directory is made when missing (no mkdir call per file when it exists)."""
     tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{path.name}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(blob)
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, flags, 0o600)
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from email.message import Message
 
 Reader = Callable[[int], bytes]  # read(n): up to n bytes, may block until n are there; b"" at the end
+ReadInto = Callable[[memoryview], int]  # readinto(view): fills the view, fewer bytes only at the end
 
 
 class MultipartError(ValueError):
@@ -62,11 +63,16 @@ def iter_parts(chunks: Iterable[bytes], boundary: str) -> Iterator[tuple[dict[st
     return iter_parts_from(reader_of(chunks), boundary)
 
 
-def iter_parts_from(read: Reader, boundary: str, scan: int = 8192) -> Iterator[tuple[dict[str, str], bytes]]:
-    """Yield ``(headers, body)`` for each part, reading through ``read(n)``."""
+def iter_parts_from(read: Reader, boundary: str, scan: int = 8192,
+                    readinto: ReadInto | None = None) -> Iterator[tuple[dict[str, str], bytes]]:
+    """Yield ``(headers, body)`` for each part, reading through ``read(n)``.
+
+    With ``readinto``, a part whose Content-Length is known is read straight into its own buffer (its bytes
+    are not copied through the parser's buffer)."""
     delim = b"--" + boundary.encode("latin-1")
     next_delim = b"\r\n" + delim
     buf = bytearray()
+    scratch = bytearray()  # reused for every part read in place (no fresh zeroed buffer per part)
 
     def need(k: int) -> bool:
         """Make ``buf`` hold at least k bytes (reading exactly what is missing). False at end of stream."""
@@ -112,12 +118,23 @@ def iter_parts_from(read: Reader, boundary: str, scan: int = 8192) -> Iterator[t
         if length is not None and length.isdigit():
             # Hand the part on as soon as it is complete (the next delimiter may not have been sent yet).
             n = int(length)
-            if not need(n + 2):
-                raise MultipartError("multipart body truncated inside a part")
-            if buf[n: n + 2] != b"\r\n":
-                raise MultipartError("multipart part longer than its Content-Length")
-            body = bytes(buf[:n])
-            del buf[: n + 2]
+            if readinto is not None and n > len(buf):
+                if len(scratch) < n:
+                    scratch = bytearray(n)
+                body = _read_body(buf, n, readinto, scratch)
+                if not need(2):
+                    raise MultipartError("multipart body truncated inside a part")
+                if buf[:2] != b"\r\n":
+                    raise MultipartError("multipart part longer than its Content-Length")
+                del buf[:2]
+            else:
+                if not need(n + 2):
+                    raise MultipartError("multipart body truncated inside a part")
+                if buf[n: n + 2] != b"\r\n":
+                    raise MultipartError("multipart part longer than its Content-Length")
+                with memoryview(buf) as view:
+                    body = bytes(view[:n])
+                del buf[: n + 2]
             yield headers, body
             if not need(len(delim)):
                 raise MultipartError("multipart body truncated after a part")
@@ -133,6 +150,22 @@ def iter_parts_from(read: Reader, boundary: str, scan: int = 8192) -> Iterator[t
             start = max(0, len(buf) - len(next_delim))
             if not more(scan):
                 raise MultipartError("multipart body truncated inside a part")
-        body = bytes(buf[:j])
+        with memoryview(buf) as view:
+            body = bytes(view[:j])
         del buf[: j + len(next_delim)]
         yield headers, body
+
+
+def _read_body(buf: bytearray, n: int, readinto: ReadInto, scratch: bytearray) -> bytes:
+    """The n body bytes of a part: what ``buf`` already holds (it is emptied), the rest read into ``scratch``
+    (at least n bytes long), then copied out once."""
+    k = len(buf)
+    scratch[:k] = buf
+    buf.clear()
+    with memoryview(scratch) as whole, whole[:n] as view:
+        while k < n:
+            got = readinto(view[k:])
+            if not got:
+                raise MultipartError("multipart body truncated inside a part")
+            k += got
+        return bytes(view)

@@ -6,12 +6,16 @@ Owns the download plan and the fast path. For each study:
    the middle (by InstanceNumber) of the largest series; it is fetched on its own connection right away.
 2. Each series is streamed as one ``multipart/related`` WADO-RS response (one request per series is several
    times faster than one per instance on Orthanc), series in parallel over the pooled session
-   (``profile.parallel_connections``). Each part is parsed as soon as it is complete, encrypted and written
-   into the :class:`~cloud_client.cache.InstanceCache`, its pixels decoded (``decode=True``) and
-   ``on_instance(sop_uid, dataset)`` called - all off the caller's thread. By default this runs on the
-   stream's own thread (``decode_workers=0``; the kernel keeps receiving meanwhile): on a 2-core machine that
-   measured ~10% faster than handing parts to worker threads, which only fight over the GIL. Set
-   ``decode_workers`` > 0 to hand parts to a pool (e.g. many cores and JPEG 2000 data).
+   (``profile.parallel_connections``). Each part is read straight into its own buffer as soon as its bytes
+   arrive, parsed, handed to a cache-writer thread (which encrypts it and writes it into the
+   :class:`~cloud_client.cache.InstanceCache`, one index commit per batch; file creation is kernel work that
+   runs without the GIL, so it overlaps with the stream), its pixels decoded (``decode=True``: uncompressed
+   greyscale with numpy straight from the Pixel Data bytes, anything else through pydicom) and
+   ``on_instance(sop_uid, dataset)`` called - all off the caller's thread. ``on_instance`` may run before the
+   instance's cache file is written; every instance is in the cache before ``fetch_study`` returns. Parsing
+   and decoding run on the stream's own thread (``decode_workers=0``; the kernel keeps receiving meanwhile):
+   on a 2-core machine that measured ~10% faster than handing parts to worker threads, which only fight over
+   the GIL. Set ``decode_workers`` > 0 to hand parts to a pool (e.g. many cores and JPEG 2000 data).
 3. What is already cached is never fetched again: a partly cached series is completed instance by instance
    when few are missing, or streamed with the cached parts skipped. A dropped connection or an archive restart
    is retried with back-off (up to ``retry_for_s``) and resumes from what is cached.
@@ -24,9 +28,11 @@ server refuses (HTTP 406/400). Callbacks run on worker threads; a GUI must hand 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
 import logging
 import math
+import queue
 import socket
 import threading
 import time
@@ -34,12 +40,14 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+import numpy as np
 import pydicom
 import requests
 import urllib3
+from pydicom.pixels.utils import get_image_pixel_ids
 
 from .audit import FAILURE, SUCCESS, AuditTrail
-from .cache import InstanceCache
+from .cache import InstanceCache, NewInstance
 from .errors import ArchiveUnavailable, AuthError, CloudError, FetchCancelled, RequestRejected
 from .multipart import MultipartError, boundary_of, iter_parts_from
 from .session import DicomWebSession, check_status
@@ -131,6 +139,7 @@ class _Run:
         self.errors: list[BaseException] = []
         self.abort = threading.Event()  # set when the fetch failed or was cancelled: every stream stops
         self.responses: set = set()  # open pixel streams, closed on abort to unblock their reads
+        self.writer = _CacheWriter(fetcher.cache, self, max_queued=fetcher.max_inflight_parts)
 
     def stop_streams(self) -> None:
         self.abort.set()
@@ -187,6 +196,83 @@ class _Run:
             raise FetchCancelled()
 
 
+_STOP = object()
+
+
+class _CacheWriter:
+    """Writes fetched parts into the cache on its own thread, a batch at a time (one index commit per batch).
+
+    Encrypting is fast (AES-GCM); creating and writing the files is kernel work that runs without the GIL, so
+    on this thread it overlaps with receiving and parsing the next parts on the stream's thread. ``put``
+    blocks while ``max_queued`` parts wait (memory stays bounded). A failed write is reported through
+    ``run.errors`` (the fetch then fails; nothing half-written is indexed)."""
+
+    BATCH = 32
+
+    def __init__(self, cache: InstanceCache, run: _Run, max_queued: int) -> None:
+        self._cache = cache
+        self._run = run
+        self._q: queue.Queue = queue.Queue(max(1, max_queued))
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._discard = False  # set on cancel/failure: what still waits is dropped, not written
+
+    def put(self, entry: NewInstance) -> None:
+        with self._start_lock:
+            if self._closed:  # only after the fetch failed or was cancelled: a late part is dropped
+                raise FetchCancelled()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="rr-cache-writer", daemon=True)
+                self._thread.start()
+        while True:
+            self._run.check_cancel()
+            try:
+                self._q.put(entry, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self, discard: bool = False) -> None:
+        """Write what waits (or drop it when ``discard``) and end the thread."""
+        with self._start_lock:
+            self._closed = True
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        if discard:
+            self._discard = True
+        self._q.put(_STOP)
+        thread.join()
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[NewInstance] = []
+            item = self._q.get()
+            while True:
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+                if len(batch) >= self.BATCH:
+                    break
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+            if not batch or self._discard:
+                continue
+            try:
+                self._cache.put_many(batch)
+            except BaseException as exc:  # noqa: BLE001 - reported from fetch_study
+                self._discard = True
+                for e in batch:
+                    self._run.unclaim(e.sop_uid)
+                with self._run.lock:
+                    self._run.errors.append(exc)
+
+
 class StudyFetcher:
     """Fetches studies through one session into one cache. Thread-safe; one instance can serve many fetches."""
 
@@ -225,6 +311,7 @@ class StudyFetcher:
             run.stop_streams()
             nets.shutdown(wait=False, cancel_futures=True)  # their blocked reads were just closed
             run.workers.shutdown(wait=True, cancel_futures=True)
+            run.writer.close(discard=True)
             self.audit.record("retrieve", user, FAILURE, study_uids=[study_uid], sop_count=run.fetched,
                               detail=type(exc).__name__)
             raise
@@ -299,6 +386,7 @@ class StudyFetcher:
                 break
             run.check_cancel()
         run.workers.shutdown(wait=True)
+        run.writer.close()  # every fetched part is in the cache before the fetch returns
         if run.errors:
             raise run.errors[0]
         if meta_future is not None:
@@ -383,7 +471,8 @@ class StudyFetcher:
             run.responses.add(resp)
         try:
             boundary = boundary_of(resp.headers.get("Content-Type", ""))
-            for _headers, body in iter_parts_from(_reader(resp), boundary):
+            src = _Body(resp)
+            for _headers, body in iter_parts_from(src.read, boundary, readinto=src.readinto):
                 run.check_cancel()
                 run.inflight.acquire()
                 if self.decode_workers == 0:  # inline: no hand-off between threads
@@ -442,13 +531,14 @@ class StudyFetcher:
                 return
             try:
                 number = ds.get("InstanceNumber")
-                self.cache.put(sop, str(ds.StudyInstanceUID), str(ds.get("SeriesInstanceUID", series_uid)), body,
-                               int(number) if number not in (None, "") else None)
+                series = str(ds.get("SeriesInstanceUID", series_uid))
+                run.writer.put(NewInstance(sop, str(ds.StudyInstanceUID), series, body,
+                                           int(number) if number not in (None, "") else None))
             except BaseException:
                 run.unclaim(sop)
                 raise
             if full and self.decode and "PixelData" in ds:
-                ds.pixel_array  # noqa: B018 - decodes once and keeps the array on the dataset
+                decode_pixels(ds)
             run.delivered(sop, len(body), cached=False)
             if run.on_instance is not None:
                 run.on_instance(sop, ds)
@@ -473,7 +563,7 @@ class StudyFetcher:
                 run.unclaim(sop)
                 return
             if self.decode and "PixelData" in ds:
-                ds.pixel_array  # noqa: B018
+                decode_pixels(ds)
             run.delivered(sop, 0, cached=True)
             run.on_instance(sop, ds)
         except BaseException as exc:  # noqa: BLE001 - reported from fetch_study
@@ -506,87 +596,231 @@ class StudyFetcher:
             time.sleep(0.05)
 
 
-def _reader(resp: requests.Response):
-    """``read(n)`` over the response body (blocks until n bytes or the end), transport errors mapped.
+class _Body:
+    """The response body as ``read(n)`` (blocks until n bytes or the end) and ``readinto(view)`` (fills the
+    view, fewer bytes only at the end), transport errors mapped to ArchiveUnavailable.
 
-    A chunked body (what proxies such as nginx send, in chunks of a few KB) is de-chunked here from large
-    socket reads: http.client's per-chunk reads cost more Python time than the network does."""
-    raw = resp.raw
-    fp = getattr(getattr(raw, "_fp", None), "fp", None)
-    plain = resp.headers.get("Content-Encoding", "identity").lower() in ("identity", "")
-    if (plain and fp is not None and hasattr(fp, "read1") and getattr(raw._fp, "chunked", False)
-            and getattr(raw._fp, "chunk_left", 0) is None):
-        return Dechunker(fp).read
+    A chunked body (what proxies such as nginx send) is de-chunked by :class:`Dechunker`: http.client's
+    per-chunk reads cost more Python time than the network does. An uncompressed body without chunking is
+    read through http.client straight into the caller's buffer. Anything else goes through urllib3."""
 
-    def read(n: int) -> bytes:
+    def __init__(self, resp: requests.Response) -> None:
+        raw = resp.raw
+        hc = getattr(raw, "_fp", None)  # http.client.HTTPResponse
+        fp = getattr(hc, "fp", None)
+        plain = resp.headers.get("Content-Encoding", "identity").lower() in ("identity", "")
+        self.readinto = None
+        if plain and fp is not None and hasattr(fp, "read1") and getattr(hc, "chunked", False) \
+                and getattr(hc, "chunk_left", 0) is None:
+            d = Dechunker(fp)
+            self.read, self.readinto = d.read, d.readinto
+        elif plain and hc is not None and not getattr(hc, "chunked", True) and hasattr(hc, "readinto"):
+            self._hc = hc
+            self.read, self.readinto = self._hc_read, self._hc_readinto
+        else:
+            self._raw = raw
+            self.read = self._urllib3_read
+
+    def _urllib3_read(self, n: int) -> bytes:
         try:
-            return raw.read(n, decode_content=True)
+            return self._raw.read(n, decode_content=True)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ArchiveUnavailable(detail=f"stream interrupted: {type(exc).__name__}") from exc
 
-    return read
+    def _hc_read(self, n: int) -> bytes:
+        try:
+            return self._hc.read(n)
+        except (http.client.HTTPException, OSError) as exc:
+            raise ArchiveUnavailable(detail=f"stream interrupted: {type(exc).__name__}") from exc
+
+    def _hc_readinto(self, view: memoryview) -> int:
+        got, n = 0, len(view)
+        try:
+            while got < n:
+                k = self._hc.readinto(view[got:])
+                if not k:
+                    break
+                got += k
+        except (http.client.HTTPException, OSError) as exc:
+            raise ArchiveUnavailable(detail=f"stream interrupted: {type(exc).__name__}") from exc
+        return got
 
 
 class Dechunker:
-    """HTTP/1.1 chunked transfer decoding over a buffered socket file, reading large blocks (``read1``)."""
+    """HTTP/1.1 chunked transfer decoding over a buffered socket file.
+
+    Small chunks (proxies often send a few KB each) are parsed out of large reads into one buffer (``read1`` /
+    ``readinto1``: one call per megabyte, not per chunk); the large remainder of a large chunk is read
+    straight into the caller's buffer (``readinto``), so its bytes are copied once on their way from the
+    socket."""
+
+    DIRECT = 1 << 16  # read at least this much of a chunk straight into the caller's buffer
 
     def __init__(self, fp, block: int = 1 << 20) -> None:
         self._fp = fp
-        self._block = block
-        self._buf = bytearray()
-        self._pos = 0
+        self._buf = bytearray(max(block, 64))
+        self._mv = memoryview(self._buf)
+        self._start = 0  # unread bytes are self._buf[self._start:self._end]
+        self._end = 0
         self._left = 0  # bytes left in the current chunk
+        self._crlf = False  # the CRLF after the current chunk is still to be read
         self._eof = False
+        self._into1 = getattr(fp, "readinto1", None)
+        self._into = getattr(fp, "readinto", None)
 
     def _fill(self) -> None:
+        """At least one more byte into the buffer (ArchiveUnavailable when the connection ended)."""
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif self._end == len(self._buf):  # full: move what is unread to the front
+            rest = bytes(self._mv[self._start:self._end])
+            self._start, self._end = 0, len(rest)
+            self._buf[: len(rest)] = rest
+            if self._end == len(self._buf):  # nothing was read from it: make room
+                self._buf.extend(bytes(len(self._buf)))
+                self._mv.release()
+                self._mv = memoryview(self._buf)
         try:
-            data = self._fp.read1(self._block)
+            if self._into1 is not None:
+                k = self._into1(self._mv[self._end:])
+            else:
+                data = self._fp.read1(len(self._buf) - self._end)
+                k = len(data)
+                self._mv[self._end: self._end + k] = data
         except OSError as exc:
             raise ArchiveUnavailable(detail=f"stream interrupted: {type(exc).__name__}") from exc
-        if not data:
+        if not k:
             raise ArchiveUnavailable(detail="stream interrupted: connection closed inside a chunked body")
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        self._end += k
+
+    def _next_chunk(self) -> bool:
+        """Read the next chunk's size line; False at the last (empty) chunk."""
+        if self._crlf:
+            while self._end - self._start < 2:
+                self._fill()
+            if self._buf[self._start: self._start + 2] != b"\r\n":
+                raise MultipartError("malformed chunked transfer encoding (no CRLF after a chunk)")
+            self._start += 2
+            self._crlf = False
+        j = self._buf.find(b"\r\n", self._start, self._end)
+        while j < 0:
+            if self._end - self._start > 4096:
+                raise MultipartError("malformed chunked transfer encoding (chunk size line too long)")
+            self._fill()
+            j = self._buf.find(b"\r\n", self._start, self._end)
+        line = bytes(self._mv[self._start: j]).split(b";", 1)[0].strip()
+        self._start = j + 2
+        try:
+            size = int(line, 16)
+        except ValueError as exc:
+            raise MultipartError("malformed chunked transfer encoding") from exc
+        if size == 0:
+            self._eof = True  # trailers are ignored; the connection is not reused
+            return False
+        self._left = size
+        self._crlf = True
+        return True
+
+    def _ready(self) -> bool:
+        """Positioned inside a chunk with bytes left (reading the next size line if needed); False at the end."""
+        while self._left == 0:
+            if self._eof or not self._next_chunk():
+                return False
+        return True
+
+    def readinto(self, view) -> int:
+        """Fill ``view`` with body bytes; fewer than ``len(view)`` only at the end of the body."""
+        n = len(view)
+        got = 0
+        while got < n and self._ready():
+            want = min(self._left, n - got)
+            avail = self._end - self._start
+            if avail:
+                take = min(want, avail)
+                view[got: got + take] = self._mv[self._start: self._start + take]
+                self._start += take
+            elif want >= self.DIRECT and self._into is not None:
+                try:
+                    take = self._into(view[got: got + want])
+                except OSError as exc:
+                    raise ArchiveUnavailable(detail=f"stream interrupted: {type(exc).__name__}") from exc
+                if not take:
+                    raise ArchiveUnavailable(detail="stream interrupted: connection closed inside a chunked body")
+            else:
+                self._fill()
+                continue
+            got += take
+            self._left -= take
+        return got
 
     def read(self, n: int) -> bytes:
-        out = bytearray()
-        buf = self._buf
-        while len(out) < n and not self._eof:
-            if self._left == 0:
-                j = buf.find(b"\r\n", self._pos)
-                while j < 0:
-                    self._fill()
-                    buf = self._buf
-                    j = buf.find(b"\r\n", self._pos)
-                line = bytes(buf[self._pos: j]).split(b";", 1)[0].strip()
-                self._pos = j + 2
-                try:
-                    size = int(line, 16)
-                except ValueError as exc:
-                    raise MultipartError("malformed chunked transfer encoding") from exc
-                if size == 0:
-                    self._eof = True  # trailers are ignored; the connection is not reused
-                    break
-                self._left = size
-            avail = len(buf) - self._pos
-            if avail <= 0:
+        """Up to n body bytes (fewer only at the end of the body)."""
+        pieces = []
+        while n > 0 and self._ready():
+            if self._start == self._end:
                 self._fill()
-                buf = self._buf
-                continue
-            take = min(self._left, n - len(out), avail)
-            out += buf[self._pos: self._pos + take]
-            self._pos += take
+            take = min(self._left, n, self._end - self._start)
+            pieces.append(bytes(self._mv[self._start: self._start + take]))
+            self._start += take
             self._left -= take
-            if self._left == 0:
-                while len(buf) - self._pos < 2:
-                    self._fill()
-                    buf = self._buf
-                if buf[self._pos: self._pos + 2] != b"\r\n":
-                    raise MultipartError("malformed chunked transfer encoding (no CRLF after a chunk)")
-                self._pos += 2
-        return bytes(out)
+            n -= take
+        return b"".join(pieces)
+
+
+def decode_pixels(ds: pydicom.Dataset) -> None:
+    """Decode the pixels once and keep the array on the dataset (``ds.pixel_array`` then returns it).
+
+    Uncompressed little-endian greyscale (what a loopback archive sends) is read straight from the Pixel Data
+    bytes with numpy - the same values, dtype and shape as pydicom's decoder, including its correction of
+    unused high bits - at a tenth of the cost; everything else goes through pydicom's ``pixel_array``."""
+    arr = _native_pixels(ds)
+    if arr is None:
+        ds.pixel_array  # noqa: B018 - the general path: pydicom (+ pylibjpeg/gdcm plugins)
+        return
+    # The attributes pydicom's own ``convert_pixel_data`` keeps its decoded array in; the ids say which
+    # elements it was decoded from, so a later change of Pixel Data or its description decodes again.
+    ds._pixel_array = arr
+    ds._pixel_id = get_image_pixel_ids(ds)
+
+
+def _native_pixels(ds: pydicom.Dataset) -> np.ndarray | None:
+    """The pixel array of an uncompressed little-endian greyscale dataset, as pydicom would return it; None
+    when the dataset is anything else (compressed, colour, float, 1-bit, short or odd Pixel Data)."""
+    try:
+        ts = ds.file_meta.TransferSyntaxUID
+        if not ts.is_little_endian or ts.is_encapsulated or "FloatPixelData" in ds \
+                or "DoubleFloatPixelData" in ds:
+            return None
+        if ds.get("SamplesPerPixel", 1) != 1 or str(ds.get("PhotometricInterpretation", "")) not in (
+                "MONOCHROME1", "MONOCHROME2"):
+            return None
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        signed = int(ds.PixelRepresentation)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        if allocated not in (8, 16, 32) or not 0 < stored <= allocated or signed not in (0, 1) \
+                or rows < 1 or cols < 1 or frames < 1:
+            return None
+        data = ds.PixelData
+        count = frames * rows * cols
+        if not isinstance(data, bytes) or len(data) < count * allocated // 8:
+            return None
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return None
+    dtype = np.dtype(f"{'i' if signed else 'u'}{allocated // 8}")
+    src = np.frombuffer(data, dtype=dtype.newbyteorder("<"), count=count)
+    shape = (frames, rows, cols) if frames > 1 else (rows, cols)
+    # A writable array of its own in native byte order (as pydicom's), made in one pass where possible.
+    if stored == allocated:
+        return src.astype(dtype).reshape(shape)
+    arr = np.empty(count, dtype)
+    shift = allocated - stored
+    if signed:  # as pydicom: shift the unused high bits out, which sign-extends
+        np.left_shift(src, shift, out=arr)
+        np.right_shift(arr, shift, out=arr)
+    else:  # the same result for unsigned data: the unused high bits cleared
+        np.bitwise_and(src, (1 << stored) - 1, out=arr)
+    return arr.reshape(shape)
 
 
 def _as_unavailable(exc: BaseException) -> ArchiveUnavailable:
