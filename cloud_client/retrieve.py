@@ -676,9 +676,9 @@ class Dechunker:
             rest = bytes(self._mv[self._start:self._end])
             self._start, self._end = 0, len(rest)
             self._buf[: len(rest)] = rest
-            if self._end == len(self._buf):  # nothing was read from it: make room
-                self._buf.extend(bytes(len(self._buf)))
+            if self._end == len(self._buf):  # all of it unread (a long size line): make room
                 self._mv.release()
+                self._buf.extend(bytes(len(self._buf)))
                 self._mv = memoryview(self._buf)
         try:
             if self._into1 is not None:
