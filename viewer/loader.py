@@ -671,7 +671,10 @@ class VolumeBuilder:
             raise SeriesError("instance has no pixel data", file=label, tag="(7FE0,0010)")
         tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         try:
-            arr = pixel_array(ds)             # the function form does not keep a second copy in the dataset
+            if getattr(ds, "_pixel_array", None) is not None:
+                arr = ds.pixel_array          # already decoded (e.g. by the retriever): pydicom checks it is current
+            else:
+                arr = pixel_array(ds)         # the function form does not keep a second copy in the dataset
         except NotImplementedError as exc:
             name = getattr(tsuid, "name", str(tsuid))
             raise SeriesError(f"compressed with a transfer syntax no installed decoder supports ({name})",

@@ -244,3 +244,21 @@ def test_loader_and_volume_import_in_either_order():
         code = f"import {first}; from viewer.volume import load_series, SeriesError, VolumeBuilder; print('ok')"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
         assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_an_instance_decoded_upstream_is_not_decoded_again(monkeypatch):
+    """The retriever hands over datasets it already decoded; the loader uses that array instead of decoding twice."""
+    from viewer import loader
+
+    series = make_slice_series(axial_positions(4, step=2.0))
+    for ds in series:
+        ds.pixel_array  # noqa: B018 - decoded upstream, as the retriever does
+    calls = []
+    real = loader.pixel_array
+    monkeypatch.setattr(loader, "pixel_array", lambda ds, *a, **k: calls.append(1) or real(ds, *a, **k))
+    vol = load_series(series)
+    assert calls == [] and vol.shape == (4, 16, 16)
+    _check_every_slice(vol, series)
+    fresh = make_slice_series(axial_positions(2, step=2.0))
+    load_series(fresh)
+    assert len(calls) == 2  # not decoded before: decoded here, once each
