@@ -204,6 +204,10 @@ class WorkitemStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        # WAL + synchronous=NORMAL: a commit appends to the WAL without an fsync (the WAL is synced at
+        # checkpoints), so an Update or state change costs no disk flush. A crash or kill -9 of the service loses
+        # nothing; only an OS crash / power loss may roll back the last commits, never corrupt the database. The
+        # claim's safety does not depend on it: it is a compare-and-set in one UPDATE (WHERE state='SCHEDULED').
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)

@@ -3,9 +3,9 @@
 Owns :class:`WorklistItem` (a plain value for the UI and CLI), :class:`WorklistClient` (search "my" items,
 claim, release, complete, priors) and the local store of Transaction UIDs (``paths.data_dir()/worklist``, each
 with its study UID once known, so completing needs no lookup), so a restarted workstation can still complete or
-release what it holds: the server never returns a Transaction
-UID. A lost claim race (any 400/409 on claim) re-reads the workitem and raises :class:`AlreadyClaimed`; it is
-never retried blindly. Wire format and paths: docs/dev/team-contracts.md.
+release what it holds: the server never returns a Transaction UID. A lost claim race (any 400/409 on claim)
+re-reads the workitem and raises :class:`AlreadyClaimed`; it is never retried blindly. Wire format and paths:
+docs/dev/team-contracts.md.
 """
 from __future__ import annotations
 
