@@ -192,3 +192,71 @@ def test_transaction_store_survives_concurrent_processes(tmp_path):
 
     held = TransactionStore(path).held("https://pacs", "reader1")
     assert len(held) == 80
+
+
+class FakeUps:
+    """A minimal UPS-RS server for one workitem that records every request (method, path)."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, str]] = []
+        self.state = "SCHEDULED"
+        fake = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _answer(self, status, payload=None):
+                data = json.dumps(payload).encode() if payload is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Type", "application/dicom+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _record(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                fake.requests.append((self.command, self.path.split("?")[0]))
+                return body
+
+            def do_GET(self):
+                self._record()
+                self._answer(200, _workitem_json(**{"00741000": {"vr": "CS", "Value": [fake.state]}}))
+
+            def do_PUT(self):
+                body = json.loads(self._record())
+                fake.state = body["00741000"]["Value"][0]
+                self._answer(200, {})
+
+            def do_POST(self):
+                self._record()
+                self._answer(200, {})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/dicom-web"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_claim_keeps_the_study_so_complete_needs_only_update_and_state(tmp_path):
+    """Signing waits on complete(): it must be just the Update and the COMPLETED state change."""
+    ups = FakeUps()
+    try:
+        sess = DicomWebSession(ServerProfile("t", ups.url, "reader2", timeout_s=2, connect_timeout_s=1), "pw")
+        wl = WorklistClient(sess, audit=AuditTrail(tmp_path / "a.jsonl"))
+        item = wl.claim("2.25.1")
+        assert item.study_uid == "1.2.3"
+        assert wl.store.get(sess.base_url, "reader2", "2.25.1")["study_uid"] == "1.2.3"
+        ups.requests.clear()
+        wl.complete("2.25.1", [("1.2.840.10008.5.1.4.1.1.88.22", "1.2.9.1", "1.2.9", "1.2.3")])
+        assert ups.requests == [("POST", "/dicom-web/workitems/2.25.1"), ("PUT", "/dicom-web/workitems/2.25.1/state")]
+        assert ups.state == "COMPLETED"
+        ups.requests.clear()
+        wl.complete("2.25.1", [])  # the outbox retrying after a lost answer: one look, nothing sent
+        assert ups.requests == [("GET", "/dicom-web/workitems/2.25.1")]
+    finally:
+        ups.close()
