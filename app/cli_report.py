@@ -339,6 +339,7 @@ def cmd_keygen(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from cloud_client.audit import AuditTrail
     from reporting.outbox import Outbox
     from reporting.workflow import OUTPUT_NAMES, read_output, signed_records
 
@@ -355,6 +356,8 @@ def cmd_export(args) -> int:
         for name in OUTPUT_NAMES:
             (args.out / f"{sop}.{name}").write_bytes(read_output(rec, name))
         print(f"Exported {sop} ({'addendum' if rec.content.get('predecessor') else 'report'}) to {args.out}")
+        AuditTrail().record("export", rec.signature.signer, study_uids=[args.study], sop_count=1 + len(OUTPUT_NAMES),
+                            detail="signed report exported to files")
     return 0
 
 

@@ -68,3 +68,8 @@ def test_outbox_listing_verify_and_export(tmp_path, capsys):
     assert (tmp_path / "x" / f"{sop}.report.pdf").read_bytes().startswith(b"%PDF-")
     assert (tmp_path / "x" / f"{sop}.oru_r01.hl7").read_bytes().startswith(b"MSH|")
     assert json.loads((tmp_path / "x" / f"{sop}.diagnosticreport.json").read_text())["status"] == "final"
+    from cloud_client.audit import AuditTrail
+
+    exports = [e for e in AuditTrail().events() if e.action == "export"]
+    assert len(exports) == 1 and exports[0].user == "reader1"
+    assert exports[0].study_uids == ["1.2.826.0.1.3680043.8.498.9"]
