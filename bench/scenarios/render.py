@@ -43,10 +43,17 @@ def _interleaved(ours, bare, repeat: int) -> tuple[float, float]:
 
 
 def _close(*widgets) -> None:
+    """Finalize every VTK canvas (also those inside composite widgets such as the MPR) and delete the widgets
+    while Qt and VTK are both alive; a canvas left to the garbage collector fails in its closeEvent at exit."""
+    from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
+
     for w in widgets:
-        canvas = getattr(w, "canvas", w)
+        canvases = [w] if isinstance(w, QVTKRenderWindowInteractor) else w.findChildren(QVTKRenderWindowInteractor)
         w.close()
-        canvas.Finalize()
+        for canvas in canvases:
+            canvas.Finalize()
+        w.deleteLater()
+    _app().processEvents()
 
 NAME = "render"
 SHAPE = (300, 512, 512)
