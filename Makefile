@@ -39,8 +39,9 @@ test: venv
 
 demo: venv
 	@if [ -z "$$DISPLAY" ] && [ -z "$$WAYLAND_DISPLAY" ]; then \
-	  echo "No display found: starting the workstation on a virtual screen (Xvfb)."; \
-	  READROOM_HOME=$(DEMO_HOME) $(XVFB) $(VENV)/bin/readroom demo; \
+	  echo "No display here: running the demo without a window (reference cloud, sign-in as reader1, worklist)."; \
+	  echo "Run 'make demo' from a desktop session to open the workstation."; \
+	  READROOM_HOME=$(DEMO_HOME) $(VENV)/bin/readroom demo --no-window; \
 	else READROOM_HOME=$(DEMO_HOME) $(VENV)/bin/readroom demo; fi
 
 bench: venv
