@@ -32,7 +32,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from cloud_client import paths
-from cloud_client.errors import ArchiveUnavailable, AuthError
+from cloud_client.errors import ArchiveUnavailable, AuthError, CloudError
 from cloud_client.vault import Vault, VaultError, default_vault
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,14 @@ def _is_transient(exc: BaseException) -> bool:
         return True
     name = type(exc).__name__
     return name in {"ArchiveUnavailable", "ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout"}
+
+
+def _safe_error(exc: BaseException) -> str:
+    """Words about a failed delivery for the log and the UI. Cloud errors are worded without patient data; any
+    other exception (a library error may quote dataset values) is named by its type only."""
+    if isinstance(exc, CloudError):
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__} (details not shown: they may hold patient data)"
 
 
 @dataclass
@@ -199,7 +207,8 @@ class Outbox:
         try:
             return OutboxItem.from_json(self.vault.read_file(path, PURPOSE))
         except (VaultError, ValueError, KeyError, TypeError) as exc:
-            log.error("An outbox file could not be read (%s): %s - it is kept for inspection", exc, path.name)
+            why = str(exc) if isinstance(exc, VaultError) else type(exc).__name__  # others may quote the content
+            log.error("An outbox file could not be read (%s): %s - it is kept for inspection", why, path.name)
             return None
 
     def subscribe(self, listener) -> None:
@@ -302,7 +311,7 @@ class Outbox:
                 item.completed = True
         except Exception as exc:
             transient = _is_transient(exc)
-            item.last_error = str(exc) or type(exc).__name__
+            item.last_error = _safe_error(exc)
             delay = self._backoff(item.attempts) if transient else max(self._backoff(item.attempts), 60.0)
             item.next_attempt_at = time.time() + delay
             self._write(item)

@@ -272,3 +272,94 @@ def test_preliminary_then_final_supersedes_it(tmp_path, key):
     sink = FileSink(tmp_path / "sink.json")
     assert ob.deliver_due(sink) == 2
     assert [c[0] for c in sink.calls()] == ["store", "store", "complete"]
+
+
+class LeakySink(FileSink):
+    """A sink whose library error quotes dataset values (as pydicom/requests errors can)."""
+
+    def store(self, datasets):
+        raise ValueError(f"bad value for PatientName {datasets[0].PatientName!s} / {datasets[0].PatientID!s}")
+
+
+def test_logs_and_pending_errors_never_hold_patient_data(tmp_path, key, caplog):
+    """House rule: patient data never in logs or messages shown to users - sign, outage, a refusal whose
+    exception quotes the dataset, a damaged entry, then delivery; everything logged at DEBUG."""
+    ob = Outbox(backoff_base_s=0.01)
+    with caplog.at_level("DEBUG"):
+        DraftStore().save(make_report())
+        sign_report(make_report(), READER, PIN, organization="Org", outbox=ob)
+        ob.deliver_due(FileSink(tmp_path / "down.json", down=True))
+        ob.deliver_due(LeakySink(tmp_path / "leaky.json"), force=True)
+        shown = [p.last_error for p in ob.pending()]
+        (ob.directory / ("f" * 40 + ".outbox")).write_bytes(b"not a vault file")
+        ob.deliver_due(FileSink(tmp_path / "sink.json"), force=True)
+    assert shown and all("ValueError" in e and "SYNTHETIC" not in e and "P-1" not in e for e in shown)
+    assert "refused" in caplog.text and "could not be read" in caplog.text
+    assert "SYNTHETIC" not in caplog.text and "P-1" not in caplog.text
+
+
+def test_damaged_outbox_entry_is_kept_and_counted_not_deleted(tmp_path, key, caplog):
+    ob = Outbox(backoff_base_s=0.01)
+    sign_report(make_report(), READER, PIN, outbox=ob)
+    damaged = ob.directory / ("e" * 40 + ".outbox")
+    damaged.write_bytes(b"\x00garbage that is no vault file")
+    sink = FileSink(tmp_path / "sink.json")
+    with caplog.at_level("ERROR"):
+        assert ob.deliver_due(sink) == 1  # the good report still goes out
+    assert damaged.read_bytes() == b"\x00garbage that is no vault file"  # kept untouched for inspection
+    assert not (ob.sent_directory / damaged.name).exists()
+    assert ob.pending_count() == 1 and ob.status_text() == "1 report waiting to send"  # still reported
+    assert "kept for inspection" in caplog.text and damaged.name in caplog.text
+
+
+def test_disk_full_while_signing_loses_nothing(tmp_path, key, monkeypatch):
+    """ENOSPC on the durable write: signing fails loudly, the report stays a draft (not FINAL), the draft is
+    kept, no partial outbox file is left; once there is space, signing again works."""
+    import errno
+
+    from cloud_client import vault as vault_mod
+
+    ob = Outbox(backoff_base_s=0.01)
+    r = make_report()
+    DraftStore().save(r)
+    real_fdopen = os.fdopen
+
+    class FullFile:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.fh.close()
+
+        def write(self, _data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(vault_mod.os, "fdopen", lambda fd, *a, **k: FullFile(real_fdopen(fd, *a, **k)))
+    with pytest.raises(OSError):
+        sign_report(r, READER, PIN, outbox=ob)
+    assert r.state != ReportState.FINAL and DraftStore().has_draft(STUDY)
+    assert not [p for p in ob.directory.iterdir() if p.is_file()]  # no partial or temp file left
+    monkeypatch.setattr(vault_mod.os, "fdopen", real_fdopen)
+    sign_report(r, READER, PIN, outbox=ob)
+    assert r.state == ReportState.FINAL and ob.pending_count() == 1
+
+
+def test_disk_full_while_recording_a_failed_try_keeps_the_entry(tmp_path, key, monkeypatch):
+    """The failed try cannot be recorded (disk full): the entry on disk is the previous, whole one and is
+    delivered on a later round."""
+    ob = Outbox(backoff_base_s=0.01)
+    sign_report(make_report(), READER, PIN, outbox=ob)
+    before = next(ob.directory.glob("*.outbox")).read_bytes()
+
+    def full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m, pytest.raises(OSError):
+        m.setattr(ob, "_write", full)
+        ob.deliver_due(FileSink(tmp_path / "down.json", down=True))
+    assert next(ob.directory.glob("*.outbox")).read_bytes() == before
+    sink = FileSink(tmp_path / "sink.json")
+    assert ob.deliver_due(sink, force=True) == 1 and [c[0] for c in sink.calls()] == ["store", "complete"]
