@@ -212,7 +212,15 @@ class InstanceCache:
         data = self.get_bytes(sop_uid)
         if data is None:
             raise KeyError(f"instance {sop_uid} is not in the local cache")
-        return pydicom.dcmread(io.BytesIO(data))
+        try:
+            return pydicom.dcmread(io.BytesIO(data))
+        except Exception as exc:  # noqa: BLE001 - decrypts but is no readable DICOM: damaged, fetch it again
+            log.warning("Dropping a cache entry that is not readable DICOM (%s)", type(exc).__name__)
+            with self._lock:
+                row = self._db.execute("SELECT file FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone()
+            if row is not None:
+                self._drop(sop_uid, self.objects / row[0])
+            raise KeyError(f"instance {sop_uid} in the local cache was damaged and has been dropped") from None
 
     def instances(self, study_uid: str, series_uid: str | None = None) -> list[CachedInstance]:
         q = "SELECT sop_uid, study_uid, series_uid, size, instance_number FROM instances WHERE study_uid=?"

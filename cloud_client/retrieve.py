@@ -273,6 +273,15 @@ class _CacheWriter:
                     self._run.errors.append(exc)
 
 
+class DamagedInstance(RequestRejected):
+    """The archive sent an instance that cannot be read as DICOM (or its pixels cannot be decoded)."""
+
+    def __init__(self, series_uid: str, cause: BaseException) -> None:
+        super().__init__("The archive sent an image that ReadRoom cannot read (damaged or not DICOM), so the "
+                         "study is not complete. Try again; if it keeps happening, ask the archive administrator "
+                         "to check this study.", detail=f"series {series_uid}: {type(cause).__name__}")
+
+
 class StudyFetcher:
     """Fetches studies through one session into one cache. Thread-safe; one instance can serve many fetches."""
 
@@ -524,9 +533,12 @@ class StudyFetcher:
                 return
             # Without a consumer only the header is parsed (prefetch): the bytes go to the cache as they are.
             full = run.on_instance is not None
-            ds = pydicom.dcmread(io.BytesIO(body)) if full else pydicom.dcmread(
-                io.BytesIO(body), stop_before_pixels=True, specific_tags=_INDEX_TAGS)
-            sop = str(ds.SOPInstanceUID)
+            try:
+                ds = pydicom.dcmread(io.BytesIO(body)) if full else pydicom.dcmread(
+                    io.BytesIO(body), stop_before_pixels=True, specific_tags=_INDEX_TAGS)
+                sop = str(ds.SOPInstanceUID)
+            except Exception as exc:  # noqa: BLE001 - the parser's words may quote the data: not shown
+                raise DamagedInstance(series_uid, exc) from None
             if sop in skip or not run.claim(sop):
                 return
             try:
@@ -538,7 +550,10 @@ class StudyFetcher:
                 run.unclaim(sop)
                 raise
             if full and self.decode and "PixelData" in ds:
-                decode_pixels(ds)
+                try:
+                    decode_pixels(ds)
+                except Exception as exc:  # noqa: BLE001 - cached bytes stay; the reader gets clear words
+                    raise DamagedInstance(series_uid, exc) from None
             run.delivered(sop, len(body), cached=False)
             if run.on_instance is not None:
                 run.on_instance(sop, ds)

@@ -155,3 +155,21 @@ def test_prefetch_pin_never_downgrades_a_reading_pin(tmp_path):
     assert cache.pin_reason("1.2.3") == "reading" and cache.pinned("prefetch") == set()
     cache.unpin("1.2.3")
     assert cache.pinned() == set() and cache.pin_reason("1.2.3") is None
+
+
+def test_entry_that_is_not_dicom_is_dropped_as_a_miss(tmp_path, caplog):
+    """Decrypts fine but is no readable DICOM (a bug or bad bytes cached): a miss that is fetched again, a
+    log line without patient data, never a parser traceback for the reader."""
+    cache = InstanceCache(tmp_path / "c")
+    study = generate_uid()
+    d1, d2 = make_instance(study, "1.2", 1), make_instance(study, "1.2", 2)
+    d2.PatientName, d2.PatientID = "SYNTHETIC^CACHELEAK", "RR-CACHE-LEAK"
+    cache.put(d1.SOPInstanceUID, study, "1.2", b"PatientName=SYNTHETIC^CACHELEAK not dicom", 1)
+    cache.put(d2.SOPInstanceUID, study, "1.2", part10(d2), 2)
+    with caplog.at_level("DEBUG"):
+        with pytest.raises(KeyError):
+            cache.get_dataset(d1.SOPInstanceUID)
+        assert [d.SOPInstanceUID for d in cache.series_datasets(study, "1.2")] == [d2.SOPInstanceUID]
+    assert not cache.has(d1.SOPInstanceUID) and cache.has(d2.SOPInstanceUID)
+    assert "not readable DICOM" in caplog.text
+    assert "CACHELEAK" not in caplog.text and "RR-CACHE-LEAK" not in caplog.text

@@ -326,3 +326,21 @@ def test_cancel_interrupts_a_stalled_stream(archive, tmp_path):
         fetcher.fetch_study(archive.study, cancel=cancel)
     assert time.monotonic() - t0 < 3
     archive.gate.set()
+
+
+def test_damaged_instance_from_the_server_is_a_clear_message(archive, tmp_path, caplog):
+    """A part that is not DICOM (server bug, disk error there): a worded CloudError for the reader, no parser
+    text (which may quote the data) in the message or the log, the good instances stay cached."""
+    from app.workers import user_message
+    from cloud_client.retrieve import DamagedInstance
+
+    bad = archive.all_sops()[3]
+    archive.blobs[bad] = b"PatientName=SYNTHETIC^RETRIEVELEAK " + b"\x00" * 300
+    cache = InstanceCache(tmp_path / "cache")
+    fetcher = StudyFetcher(_session(archive), cache, audit=AuditTrail(tmp_path / "a.jsonl"), retry_for_s=0.3)
+    with caplog.at_level("DEBUG"), pytest.raises(DamagedInstance) as exc:
+        fetcher.fetch_study(archive.study, on_instance=lambda sop, ds: None)
+    msg = user_message(exc.value)
+    assert "cannot read" in msg and "RETRIEVELEAK" not in msg and "Traceback" not in msg
+    assert "RETRIEVELEAK" not in caplog.text and "SECRET" not in caplog.text
+    assert not cache.has(bad)
