@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 COMMAND_MODULES = ["app.cli_gui", "app.cli_worklist", "app.cli_report", "app.cli_dictation", "app.cli_demo"]
@@ -29,6 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoQueryStrings(logging.Filter):
+    """Drops URL query strings from every log line: a query may carry a patient ID (QIDO ``?PatientID=``), and
+    libraries (urllib3 at DEBUG with -v, its retry warnings) log the full request line."""
+
+    _QUERY = re.compile(r"\?[^\s\"'?]*=[^\s\"']*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string is logging's problem, not ours
+            return True
+        if "?" in msg:
+            record.msg, record.args = self._QUERY.sub("?<query not logged>", msg), None
+        return True
+
+
 def _setup_logging(verbose: bool) -> None:
     """Warnings to the terminal; INFO and up (DEBUG with -v) to a rotating file for the clinic's IT.
 
@@ -44,6 +61,7 @@ def _setup_logging(verbose: bool) -> None:
     console = logging.StreamHandler()
     console.setLevel(logging.DEBUG if verbose else logging.WARNING)
     console.setFormatter(fmt)
+    console.addFilter(_NoQueryStrings())
     root.addHandler(console)
     try:
         handler = RotatingFileHandler(paths.log_dir() / "readroom.log", maxBytes=5_000_000, backupCount=5)
@@ -51,6 +69,7 @@ def _setup_logging(verbose: bool) -> None:
         root.warning("cannot write the log file (%s); logging to the terminal only", type(exc).__name__)
         return
     handler.setFormatter(fmt)
+    handler.addFilter(_NoQueryStrings())
     root.addHandler(handler)
 
 
