@@ -7,6 +7,7 @@ is drawn on screen only; nothing here logs it.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 from vtkmodules.vtkCommonCore import vtkPoints
@@ -113,6 +114,20 @@ class Overlays:
         self.notice.SetPosition(0.5, 0.5)
         self.notice.SetVisibility(False)
         renderer.AddViewProp(self.notice)
+        # loader warnings (missing spacing, missing slices, gantry tilt, ...): amber, top centre, under the top
+        # orientation letter, always on while the series is shown (house rule: when unsure, say so on screen)
+        self.warning = vtkTextActor()
+        wp = self.warning.GetTextProperty()
+        wp.SetFontSize(13)
+        wp.SetBold(True)
+        wp.SetColor(1.0, 0.7, 0.0)
+        wp.SetJustificationToCentered()
+        wp.SetVerticalJustificationToTop()
+        self.warning.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+        self.warning.SetPosition(0.5, 0.93)
+        self.warning.SetVisibility(False)
+        renderer.AddViewProp(self.warning)
+        self._warning_text = ""
 
     def set_letters(self, right_lps, down_lps) -> dict[str, str]:
         """Letters at the four edges for the patient directions of screen right and screen down (None: none)."""
@@ -164,6 +179,20 @@ class Overlays:
         self.bar.SetVisibility(True)
         self.bar_label.SetVisibility(True)
         self.bar_mm = mm
+
+    def set_warnings(self, warnings) -> None:
+        """The series' loader warnings, one "! " line each (wrapped), in amber; empty hides them."""
+        lines = []
+        for w in warnings or ():
+            lines += textwrap.wrap(f"! {w}", 56, subsequent_indent="  ") or []
+        text = "\n".join(lines)
+        if text != self._warning_text:
+            self._warning_text = text
+            self.warning.SetInput(text or " ")
+            self.warning.SetVisibility(bool(text))
+
+    def warning_text(self) -> str:
+        return self._warning_text if self.warning.GetVisibility() else ""
 
     def set_notice(self, text: str | None) -> None:
         self.notice.SetVisibility(bool(text))

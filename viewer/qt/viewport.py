@@ -444,6 +444,7 @@ class ImageView(QWidget):
 
     def update_overlays(self) -> None:
         self.overlays.set_corners(self.corner_texts())
+        self.overlays.set_warnings(getattr(self.volume, "warnings", None))
         self.overlays.set_scale_bar(self.pixel_mm(), self.viewport_px(), self.is_calibrated())
         self.tools.update_overlay()
 
@@ -824,10 +825,15 @@ class StackViewport(ImageView):
             top_left += [str(md.get(key, "")) for key in ("patient_name", "patient_id") if md.get(key)]
         top_left += [str(md.get(key, "")) for key in ("study_description", "study_date") if md.get(key)]
         top_right = [str(md.get(key, "")) for key in ("institution", "modality", "series_description") if md.get(key)]
+        if md.get("laterality"):  # Image Laterality (0020,0062) / Laterality (0020,0060): which side is imaged
+            top_right.append(f"Laterality {str(md['laterality']).strip().upper()}")
         if self.label:
             top_right.insert(0, self.label)
         nk = v.shape[0]
         bottom_left = [f"Im {self.k + 1}/{nk}" + ("  KEY" if self.k in self.key_images else "")]
+        acquired = md.get("acquired")
+        if acquired and 0 <= self.k < len(acquired) and not acquired[self.k]:
+            bottom_left.append("NOT ACQUIRED (blank or interpolated)")  # a missing-slice gap or a resampled slice
         if md.get("kind", "stack") == "stack":
             bottom_left.append(f"Loc {position_text(self.slice_position(), self.slice_normal())}")
         th = md.get("slice_thickness")
