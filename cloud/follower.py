@@ -191,10 +191,12 @@ class OrthancFollower:
                     log.info("resource of change %s was deleted before it was handled", ch.get("Seq"))
                 else:
                     raise
-            except UpsError as e:
-                log.warning("workitem for change %s not created: %s", ch.get("Seq"), e.message)
-            except Exception:  # a bad study must not stop the feed; it is logged without patient data
-                log.exception("change %s (%s) could not be handled", ch.get("Seq"), kind)
+            except UpsError as e:  # its message may quote a value of the study (invalid DICOM JSON: ...)
+                log.warning("workitem for change %s not created (refused, status %s)", ch.get("Seq"), e.status)
+            except Exception as e:  # a bad study must not stop the feed; it is logged without patient data:
+                # the type only (a message or traceback may quote tag values), the traceback at DEBUG
+                log.error("change %s (%s) could not be handled: %s", ch.get("Seq"), kind, type(e).__name__,
+                          exc_info=log.isEnabledFor(logging.DEBUG))
             self.store.set_kv(FEED_KEY, str(ch.get("Seq", since)))
         last = page.get("Last")
         if not changes and isinstance(last, int) and last > since:

@@ -59,3 +59,33 @@ def test_pool_workitem_has_an_empty_performer_sequence():
     ds = pydicom.Dataset.from_json(ds_json)
     assert "SeriesInstanceUID" not in ds.InputInformationSequence[0]      # several series: study-level reference
     assert ds.ExpectedCompletionDateTime.startswith("20261204061500")       # + 4 h routine SLA
+
+
+def test_follower_log_never_quotes_the_study_when_a_change_fails(tmp_path, caplog):
+    """A bad study (an exception whose message quotes tag values) or a refused workitem: the service log says
+    which change failed and why in kind, never the patient's name or ID."""
+    from cloud.follower import OrthancFollower
+    from cloud.ups import UpsError
+
+    store = WorkitemStore(tmp_path / "w.sqlite")
+    f = OrthancFollower(store, load_config(None), "http://127.0.0.1:9", ("u", "p"), "http://h/dicom-web",
+                        tmp_path / "out", lambda events: None)
+
+    class Page:
+        def json(self):
+            return {"Changes": [{"Seq": 1, "ChangeType": "StableStudy", "ID": "a"},
+                                {"Seq": 2, "ChangeType": "StableStudy", "ID": "b"}], "Last": 2, "Done": True}
+
+    def route(rid):
+        if rid == "a":
+            raise ValueError(f"bad date {STUDY['PatientBirthDate']} for {STUDY['PatientName']}")
+        raise UpsError(400, f"invalid DICOM JSON: {STUDY['PatientID']} is not valid")
+
+    f._get = lambda path, **params: Page()
+    f.route_study = route
+    with caplog.at_level("INFO"):
+        f.poll_once()
+    store.close()
+    assert "change 1" in caplog.text and "ValueError" in caplog.text and "change 2" in caplog.text
+    for value in ("SYNTHETIC", "HEADCT", "DEMO-1", "19600101"):
+        assert value not in caplog.text
