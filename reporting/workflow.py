@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from .pdf import render_pdf
 from .sr import ENHANCED_SR, build_report_sr, narrative_from_report, narrative_from_sr, predecessor_dataset
 from .templates import TemplateLibrary
 from .validation import ValidationResult, validate
+
+log = logging.getLogger(__name__)
 
 
 class ValidationFailed(Exception):
@@ -128,7 +131,10 @@ def _sign(report: Report, reader: Person, pin: str, *, organization: str, outbox
                              signed=record.to_dict())
     (outbox or Outbox()).enqueue(item)  # durable before any network call
     report.transition(ReportState.FINAL, reader, signed_at)
-    (drafts or DraftStore()).delete(report.study.study_uid)  # the outbox holds it now
+    try:
+        (drafts or DraftStore()).delete(report.study.study_uid)  # the outbox holds it now
+    except OSError as exc:  # signed and queued: a draft left behind must not make the signing look failed
+        log.warning("The report is signed and queued, but its draft could not be removed (%s)", type(exc).__name__)
     if outputs:
         write_outputs(record, organization)
     return SignResult(record, item, result.warnings)

@@ -363,3 +363,21 @@ def test_disk_full_while_recording_a_failed_try_keeps_the_entry(tmp_path, key, m
     assert next(ob.directory.glob("*.outbox")).read_bytes() == before
     sink = FileSink(tmp_path / "sink.json")
     assert ob.deliver_due(sink, force=True) == 1 and [c[0] for c in sink.calls()] == ["store", "complete"]
+
+
+def test_draft_that_cannot_be_removed_does_not_undo_a_signed_report(tmp_path, key, monkeypatch, caplog):
+    """After the durable write the report is signed: a failing draft delete is logged, not raised (else the UI
+    would say "signing failed" for a report that is queued and FINAL)."""
+    ob = Outbox(backoff_base_s=0.01)
+    r = make_report()
+    drafts = DraftStore()
+    drafts.save(r)
+
+    def refuse(_study_uid):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(drafts, "delete", refuse)
+    with caplog.at_level("WARNING"):
+        res = sign_report(r, READER, PIN, outbox=ob, drafts=drafts, outputs=False)
+    assert r.state == ReportState.FINAL and ob.pending_count() == 1 and res.outbox_item.item_id
+    assert "signed and queued" in caplog.text and "SYNTHETIC" not in caplog.text
