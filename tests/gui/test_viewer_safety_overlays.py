@@ -46,12 +46,18 @@ def dx_dataset(imager_spacing: float | None = 0.2, laterality: str | None = "R",
     for key in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "PatientPosition"):
         delattr(ds, key)
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = DX_SOP_CLASS
-    ds.PatientOrientation = list(orientation)
+    if orientation:
+        ds.PatientOrientation = list(orientation)
     if laterality:
         ds.ImageLaterality = laterality
     if imager_spacing:
         ds.ImagerPixelSpacing = [str(imager_spacing), str(imager_spacing)]
     return ds
+
+
+def on_screen(text: str) -> str:
+    """Warning text as read (the overlay wraps long lines): whitespace runs collapsed to one space."""
+    return " ".join(text.split())
 
 
 def radiograph(**kw):
@@ -68,10 +74,14 @@ def test_loader_warnings_missing_slice_and_no_pixel_spacing_are_on_screen(view):
     view.set_volume(vol)
     view.render()
     actor = view.overlays.warning
-    shown = actor.GetInput()
+    shown = on_screen(actor.GetInput())
     assert actor.GetVisibility()
     assert "slice(s) missing" in shown and "no Pixel Spacing" in shown
-    assert view.overlays.warning_text() == shown
+    assert on_screen(view.overlays.warning_text()) == shown
+    # placed below the top corner texts (patient / study lines), not over them
+    top_lines = max(len(view.corner_texts()[i].splitlines()) for i in (2, 3))
+    assert top_lines >= 2
+    assert actor.GetPosition()[1] <= 1.0 - 17.0 * top_lines / view.viewport_px()[1]
     # the gap itself is marked on the slice the reader is looking at (the blank slice 5 of 8), and only there
     gap = vol.metadata["acquired"].index(False)
     view.set_slice(gap)
@@ -97,7 +107,7 @@ def test_radiograph_with_imager_pixel_spacing_is_calibrated_to_detector(view):
     view.set_volume(vol)
     view.render()
     assert "calibrated to detector" in view.corner_texts()[1]
-    assert "Imager Pixel Spacing" in view.overlays.warning_text()
+    assert "Imager Pixel Spacing" in on_screen(view.overlays.warning_text())
     view.set_tool("length")
     a, b = vol.index_to_patient(0, 40, 10), vol.index_to_patient(0, 40, 60)   # 50 px at 0.2 mm
     drag(view.canvas, qt_pos(view, a), qt_pos(view, b))
@@ -114,7 +124,7 @@ def test_radiograph_without_any_spacing_is_uncalibrated_in_pixels(view):
     view.render()
     assert "UNCALIBRATED" in view.corner_texts()[1]
     assert not view.overlays.bar.GetVisibility()          # no scale bar in mm
-    assert "uncalibrated" in view.overlays.warning_text()
+    assert "uncalibrated" in on_screen(view.overlays.warning_text())
     view.set_tool("length")
     a, b = vol.index_to_patient(0, 40, 10), vol.index_to_patient(0, 40, 60)
     drag(view.canvas, qt_pos(view, a), qt_pos(view, b))
@@ -156,6 +166,16 @@ def test_radiograph_patient_orientation_letters_follow_flip_and_rotate(view):
     assert "Laterality R" in view.corner_texts()[3]       # flipping never changes which side was imaged
 
 
+def test_radiograph_without_patient_orientation_says_orientation_unknown(view):
+    view.set_volume(radiograph(orientation=None))
+    view.render()
+    assert view.letters == {"left": "", "right": "", "top": "", "bottom": ""}
+    assert "orientation unknown" in on_screen(view.overlays.warning_text())
+    view.set_volume(radiograph(orientation=("L", "F")))
+    view.render()
+    assert view.letters["right"] == "L" and "orientation unknown" not in on_screen(view.overlays.warning_text())
+
+
 def test_reading_page_shows_loader_warnings_and_laterality_while_streaming(qtbot):
     """End to end through the reading page's events (as the study loader sends them): a CT with a missing slice
     and a radiograph with Image Laterality R; the panes show the warning and the side while slices stream in."""
@@ -181,10 +201,10 @@ def test_reading_page_shows_loader_warnings_and_laterality_while_streaming(qtbot
     panes = {p.volume.metadata.get("modality"): p for p in page.panes if p.volume is not None}
     for p in panes.values():
         p.render()
-    assert "slice(s) missing" in panes["CT"].overlays.warning.GetInput()
+    assert "slice(s) missing" in on_screen(panes["CT"].overlays.warning.GetInput())
     assert panes["CT"].overlays.warning.GetVisibility()
     dx_pane = panes["DX"]
     assert "Laterality R" in dx_pane.overlays.corners[3].GetInput()
     assert "calibrated to detector" in dx_pane.overlays.corners[1].GetInput()
-    assert "Imager Pixel Spacing" in dx_pane.overlays.warning.GetInput()
+    assert "Imager Pixel Spacing" in on_screen(dx_pane.overlays.warning.GetInput())
     assert dx_pane.letters == {"left": "R", "right": "L", "top": "S", "bottom": "I"}

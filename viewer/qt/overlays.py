@@ -180,8 +180,13 @@ class Overlays:
         self.bar_label.SetVisibility(True)
         self.bar_mm = mm
 
-    def set_warnings(self, warnings) -> None:
-        """The series' loader warnings, one "! " line each (wrapped), in amber; empty hides them."""
+    def set_warnings(self, warnings, viewport_px: tuple[int, int] | None = None) -> None:
+        """The series' loader warnings, one "! " line each (wrapped), in amber; empty hides them. With the
+        viewport size, the block sits just below the taller of the two top corner texts (never over them)."""
+        if viewport_px is not None:
+            h = max(int(viewport_px[1]), 1)
+            top_lines = max(len(self._corner_text.get(i, "").splitlines()) for i in (2, 3))
+            self.warning.SetPosition(0.5, 1.0 - max(32.0, 6.0 + 17.0 * top_lines) / h)
         lines = []
         for w in warnings or ():
             lines += textwrap.wrap(f"! {w}", 56, subsequent_indent="  ") or []

@@ -28,6 +28,7 @@ from vtkmodules.vtkRenderingCore import (
     vtkWindowToImageFilter,
 )
 
+from viewer.loader import PROJECTION_MODALITIES
 from viewer.qt import vtk_bridge  # noqa: F401  (registers VTK factories before any window exists)
 from viewer.qt.events import event
 from viewer.qt.overlays import Overlays, position_text
@@ -444,9 +445,14 @@ class ImageView(QWidget):
 
     def update_overlays(self) -> None:
         self.overlays.set_corners(self.corner_texts())
-        self.overlays.set_warnings(getattr(self.volume, "warnings", None))
+        self.overlays.set_warnings(self.screen_warnings(), self.viewport_px())
         self.overlays.set_scale_bar(self.pixel_mm(), self.viewport_px(), self.is_calibrated())
         self.tools.update_overlay()
+
+    def screen_warnings(self) -> list[str]:
+        """The amber lines over the image: the loader's ``Volume.warnings`` (and, for a radiograph, missing
+        orientation); an empty list shows none."""
+        return list(getattr(self.volume, "warnings", None) or [])
 
     def grab_rgb(self) -> np.ndarray:
         """The current frame as an (H, W, 3) uint8 array, row 0 at the top (as on screen)."""
@@ -817,6 +823,14 @@ class StackViewport(ImageView):
             self.image_slice.SetVisibility(self.has_slice(self.k))
         super().render()
 
+    def screen_warnings(self) -> list[str]:
+        out = super().screen_warnings()
+        md = (self.volume.metadata or {}) if self.volume is not None else {}
+        if (md.get("kind") == "projection" and str(md.get("modality", "")).upper() in PROJECTION_MODALITIES
+                and self.letter_matrix() is None):
+            out.append("no Patient Orientation (0020,0020): orientation unknown, no side letters shown")
+        return out
+
     def corner_texts(self) -> dict[int, str]:
         v = self.volume
         md = v.metadata or {}
@@ -833,7 +847,7 @@ class StackViewport(ImageView):
         bottom_left = [f"Im {self.k + 1}/{nk}" + ("  KEY" if self.k in self.key_images else "")]
         acquired = md.get("acquired")
         if acquired and 0 <= self.k < len(acquired) and not acquired[self.k]:
-            bottom_left.append("NOT ACQUIRED (blank or interpolated)")  # a missing-slice gap or a resampled slice
+            bottom_left.append("NOT ACQUIRED")  # a blank missing-slice gap or an interpolated (resampled) slice
         if md.get("kind", "stack") == "stack":
             bottom_left.append(f"Loc {position_text(self.slice_position(), self.slice_normal())}")
         th = md.get("slice_thickness")
