@@ -108,6 +108,7 @@ def test_radiograph_with_imager_pixel_spacing_is_calibrated_to_detector(view):
     view.render()
     assert "calibrated to detector" in view.corner_texts()[1]
     assert "Imager Pixel Spacing" in on_screen(view.overlays.warning_text())
+    assert view.overlays.bar.GetVisibility() and view.overlays.bar_label.GetInput().endswith("mm (detector)")
     view.set_tool("length")
     a, b = vol.index_to_patient(0, 40, 10), vol.index_to_patient(0, 40, 60)   # 50 px at 0.2 mm
     drag(view.canvas, qt_pos(view, a), qt_pos(view, b))

@@ -155,15 +155,17 @@ class Overlays:
     def corner_text(self, idx: int) -> str:
         return self._corner_text.get(idx, "")
 
-    def set_scale_bar(self, mm_per_pixel: float | None, viewport_px: tuple[int, int], calibrated: bool = True) -> None:
-        """Horizontal scale bar at the bottom centre, about a fifth of the width, with its length in mm."""
+    def set_scale_bar(self, mm_per_pixel: float | None, viewport_px: tuple[int, int], calibrated: bool = True,
+                      suffix: str = "") -> None:
+        """Horizontal scale bar at the bottom centre, about a fifth of the width, with its length in mm
+        (``suffix`` e.g. " (detector)" says what the mm are calibrated to)."""
         w, h = viewport_px
         if not mm_per_pixel or w < 20 or not calibrated:
             self.bar.SetVisibility(False)
             self.bar_label.SetVisibility(False)
             self.bar_mm = 0.0
             return
-        key = (mm_per_pixel, w, h)
+        key = (mm_per_pixel, w, h, suffix)
         if key == getattr(self, "_bar_key", None) and self.bar.GetVisibility():
             return
         self._bar_key = key
@@ -174,7 +176,7 @@ class Overlays:
         for i, (x, y) in enumerate(((x0, y0 + tick), (x0, y0), (x0 + px, y0), (x0 + px, y0 + tick))):
             self._bar_pts.SetPoint(i, x, y, 0)
         self._bar_pts.Modified()
-        self.bar_label.SetInput(f"{mm:g} mm")
+        self.bar_label.SetInput(f"{mm:g} mm{suffix}")
         self.bar_label.SetPosition(w / 2.0, y0 + 4)
         self.bar.SetVisibility(True)
         self.bar_label.SetVisibility(True)

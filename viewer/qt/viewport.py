@@ -446,7 +446,9 @@ class ImageView(QWidget):
     def update_overlays(self) -> None:
         self.overlays.set_corners(self.corner_texts())
         self.overlays.set_warnings(self.screen_warnings(), self.viewport_px())
-        self.overlays.set_scale_bar(self.pixel_mm(), self.viewport_px(), self.is_calibrated())
+        detector = self.volume is not None and calibration_text(self.volume) == "calibrated to detector"
+        self.overlays.set_scale_bar(self.pixel_mm(), self.viewport_px(), self.is_calibrated(),
+                                    " (detector)" if detector else "")
         self.tools.update_overlay()
 
     def screen_warnings(self) -> list[str]:
