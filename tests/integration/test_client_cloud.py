@@ -443,3 +443,26 @@ def test_profile_asks_for_a_compressed_transfer_syntax(own_cloud, readroom_home)
         assert got.file_meta.TransferSyntaxUID == jls
         assert np.array_equal(got.pixel_array, src.pixel_array)
     assert result.bytes_fetched < sum(len(s.PixelData) for s in dss)
+
+
+def test_cloud_logs_never_hold_patient_data(cloud, readroom_home):
+    """The reference cloud's own logs (Orthanc, worklist service, nginx access and error logs) after seeding,
+    routing, a worklist search, a priors QIDO with ?PatientID= and a refused request: no seeded name or ID."""
+    import requests
+
+    st = cloud.seeded[0]
+    wl = WorklistClient(session_for(cloud, "reader1"))
+    wl.my_items(include_pool=True)
+    wl.priors(patient_id=st.patient_id, issuer=st.issuer_of_patient_id, exclude_study=st.study_uid)
+    requests.get(f"{cloud.base_url}/studies", params={"PatientID": st.patient_id, "PatientName": st.patient_name},
+                 auth=("reader1", "wrong-password"), timeout=10)           # refused: 401 with the query
+    requests.get(f"{cloud.base_url}/workitems", params={"PatientID": st.patient_id, "NoSuchKey": "x"},
+                 auth=cloud.auth("reader1"), timeout=10)                  # refused by the worklist service
+    logs = [p for p in (cloud.dir / "logs").rglob("*") if p.is_file()]
+    assert logs
+    secrets = {s.patient_id for s in cloud.seeded} | {s.patient_name for s in cloud.seeded}
+    secrets |= {s.patient_name.replace("^", "%5E") for s in cloud.seeded}
+    for p in logs:
+        text = p.read_text(errors="replace")
+        leaked = sorted(s for s in secrets if s and s in text)
+        assert not leaked, f"{p.name} holds patient data: {len(leaked)} value(s)"
