@@ -1477,7 +1477,7 @@ def _wrist_study(out: Path, spec: _StudySpec, current: bool) -> DemoStudy:
         pixels=_wrist_pa(WRIST_ROWS, WRIST_COLS, WRIST_SPACING, pose, seed=31 if current else 32),
         view_position="PA",
         view_code=("399348003", "SCT", "postero-anterior"),
-        patient_orientation=["L", "F"],
+        patient_orientation=["L", "H"],  # fingers up: in the anatomic position they point to the feet (PS3.17 Annex A)
         acquired=spec.when + dt.timedelta(minutes=1),
         **common,
     )
@@ -1489,7 +1489,7 @@ def _wrist_study(out: Path, spec: _StudySpec, current: bool) -> DemoStudy:
         pixels=_wrist_lateral(WRIST_ROWS, WRIST_COLS, WRIST_SPACING, pose, seed=33 if current else 34),
         view_position="LL",
         view_code=("399173006", "SCT", "left lateral"),
-        patient_orientation=["P", "F"],
+        patient_orientation=["P", "H"],
         acquired=spec.when + dt.timedelta(minutes=2),
         **common,
     )

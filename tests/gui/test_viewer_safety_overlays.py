@@ -209,3 +209,20 @@ def test_reading_page_shows_loader_warnings_and_laterality_while_streaming(qtbot
     assert "calibrated to detector" in dx_pane.overlays.corners[1].GetInput()
     assert "Imager Pixel Spacing" in on_screen(dx_pane.overlays.warning.GetInput())
     assert dx_pane.letters == {"left": "R", "right": "L", "top": "S", "bottom": "I"}
+
+
+def test_demo_right_wrist_pa_letters_laterality_and_calibration(view, tmp_path):
+    """The demo's right wrist PA (fingers up, thumb to the image left): Patient Orientation follows the anatomic
+    position (PS3.17 Annex A: for a hand, RIGHT is towards the thumb of the right hand and the fingers point to
+    the feet whatever the pose), so the thumb edge is R and the finger edge I; the side and the detector
+    calibration are in the corner text."""
+    from cloud.demo_data import write_demo_studies
+
+    write_demo_studies(tmp_path, only={"xr-wrist"})
+    pa = next(f for f in sorted(tmp_path.rglob("*.dcm")) if "001_DX" in str(f))
+    vol = load_series([pa])
+    view.set_volume(vol)
+    view.render()
+    assert view.letters == {"left": "R", "right": "L", "top": "I", "bottom": "S"}
+    assert "Laterality R" in view.corner_texts()[3]
+    assert "calibrated to detector" in view.corner_texts()[1]
