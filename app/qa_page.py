@@ -95,6 +95,8 @@ class QAPage(QWidget):
         self.reports: list[pr.ReviewedReport] = []
         self.reviews: list[pr.PeerReview] = []
         self.review: pr.BlindReview | None = None
+        # Reviews submitted from this page: a list loaded before one was queued must not bring it back.
+        self._submitted_reviews: dict[str, pr.PeerReview] = {}
 
         # left: reports to review
         self.list = QListWidget()
@@ -193,14 +195,29 @@ class QAPage(QWidget):
         run_task(self.ws.qa_worklist, on_done=self._loaded, on_error=self._failed)
 
     def _loaded(self, result) -> None:
+        """Show the loaded list. A refresh never takes away what the reviewer is doing: the report under review
+        stays selected with the impression typed so far, and reviews submitted from this page stay counted
+        and their reports off the list even when the list was read before they reached the outbox."""
         self.refresh_button.setEnabled(True)
-        self.reports, self.reviews = result
+        reports, reviews = result
+        known = {r.review_id for r in reviews}
+        reviews = list(reviews) + [r for rid, r in self._submitted_reviews.items() if rid not in known]
+        done = {r.reviewed_sop_instance_uid for r in self._submitted_reviews.values()}
+        self.reports = [r for r in reports if r.sop_instance_uid not in done]
+        self.reviews = reviews
+        current = self.review.original.sop_instance_uid if self.review is not None else None
+        if current is not None and all(r.sop_instance_uid != current for r in self.reports):
+            self.reports.insert(0, self.review.original)  # still under review here: keep it
+        self.list.blockSignals(True)
         self.list.clear()
         for rep in self.reports:
             it = QListWidgetItem(f"{rep.reader}: {rep.impression.splitlines()[0][:60] if rep.impression else ''}"
                                  if not self.blind.isChecked() else f"Report by {rep.reader}")
             it.setToolTip(f"Study {rep.study_uid}")
             self.list.addItem(it)
+        if current is not None:
+            self.list.setCurrentRow(next(i for i, r in enumerate(self.reports) if r.sop_instance_uid == current))
+        self.list.blockSignals(False)
         self.update_summary()
         self.loaded.emit()
 
@@ -291,7 +308,9 @@ class QAPage(QWidget):
                  on_error=self._failed)
 
     def _submitted(self, review) -> None:
-        self.reviews.append(review)
+        self._submitted_reviews[review.review_id] = review
+        if all(r.review_id != review.review_id for r in self.reviews):
+            self.reviews.append(review)
         self.review = None
         self.my_impression.setReadOnly(False)
         row = self.list.currentRow()

@@ -90,6 +90,7 @@ def test_blind_peer_review_flow_and_score_chart(qtbot, qa_cloud):
             win.show_page(PAGE_QA)
         assert win.pages.currentIndex() == PAGE_QA
         assert qa.list.count() == 1 and "reader1" in qa.list.item(0).text()
+        stale = (list(qa.reports), list(qa.reviews))   # a list read now, delivered late below
         qa.list.setCurrentRow(0)
         # blind: the original is hidden and scoring is impossible before the reviewer's own read
         assert qa.original.toPlainText() == "" and not qa.submit_button.isEnabled()
@@ -100,11 +101,16 @@ def test_blind_peer_review_flow_and_score_chart(qtbot, qa_cloud):
         assert win.pages.currentIndex() == 1 and win.editor.report is None
         qtbot.waitUntil(lambda: bool(loaded), timeout=60000)
         assert win.reading.panes and win.reading.panes[0].volume is not None
-        win.reading.close_study_and_return()
+        with qtbot.waitSignal(qa.loaded, timeout=60000):       # coming back refreshes the list ...
+            win.reading.close_study_and_return()
         assert win.pages.currentIndex() == PAGE_QA
+        assert qa.review is not None and qa.list.currentRow() == 0   # ... and keeps the review under way
         qa.reveal()
         assert "impression" in qa.message.text().lower()
         qa.my_impression.setPlainText("Pulmonary embolism in the right lower lobe. Small right pleural effusion.")
+        qa._loaded(stale)                                      # a refresh landing while the reviewer types
+        assert qa.review is not None and qa.list.currentRow() == 0
+        assert qa.my_impression.toPlainText().startswith("Pulmonary embolism")
         qa.reveal()
         assert "No pulmonary embolism" in qa.original.toPlainText()
         assert not qa.reveal_button.isEnabled() and qa.my_impression.isReadOnly()   # the own read is fixed
@@ -120,6 +126,10 @@ def test_blind_peer_review_flow_and_score_chart(qtbot, qa_cloud):
         assert summary["reader1"].counts["2b"] == 1 and summary["reader1"].total == 1
         heights = list(qa.chart.bars["2b"].opts["height"])
         assert heights == [1]
+        qa._loaded(stale)            # a list read before the review was queued, arriving after it
+        assert qa.list.count() == 0 and qa.review is None
+        summary = {s.reader: s for s in qa.chart.summary}
+        assert summary["reader1"].total == 1
         # the review SR is delivered to the archive by the outbox and read back from there
         deadline = time.monotonic() + 60
         while win.ws.outbox_pending() and time.monotonic() < deadline:
