@@ -479,9 +479,8 @@ class VolumeBuilder:
             return pixel, "detector", "detector (imager)"
         if imager is not None:
             mag = ds.get("EstimatedRadiographicMagnificationFactor")
-            self.warnings.append("calibrated at the detector (Imager Pixel Spacing): distances in the patient are "
-                                 "smaller by the geometric magnification"
-                                 + (f" (estimated factor {float(mag):.3f})" if mag else ""))
+            self.warnings.append("mm at the detector (Imager Pixel Spacing): smaller in the patient by the "
+                                 "magnification" + (f" (est. {float(mag):.3f})" if mag else ""))
             return imager, "detector", "detector (imager)"
         regions = ds.get("SequenceOfUltrasoundRegions")
         if regions:

@@ -144,6 +144,8 @@ def test_radiograph_laterality_in_corner_text(view):
     assert "Laterality L" in view.corner_texts()[3]
     view.set_volume(radiograph(laterality=None))
     assert "Laterality" not in view.corner_texts()[3]
+    view.set_volume(radiograph(laterality="U"))     # unpaired body part (a chest): nothing to say
+    assert "Laterality" not in view.corner_texts()[3]
 
 
 def test_radiograph_patient_orientation_letters_follow_flip_and_rotate(view):

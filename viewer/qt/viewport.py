@@ -841,8 +841,9 @@ class StackViewport(ImageView):
             top_left += [str(md.get(key, "")) for key in ("patient_name", "patient_id") if md.get(key)]
         top_left += [str(md.get(key, "")) for key in ("study_description", "study_date") if md.get(key)]
         top_right = [str(md.get(key, "")) for key in ("institution", "modality", "series_description") if md.get(key)]
-        if md.get("laterality"):  # Image Laterality (0020,0062) / Laterality (0020,0060): which side is imaged
-            top_right.append(f"Laterality {str(md['laterality']).strip().upper()}")
+        side = str(md.get("laterality") or "").strip().upper()
+        if side and side != "U":  # Image Laterality (0020,0062) / Laterality (0020,0060); U = unpaired: not shown
+            top_right.append(f"Laterality {side}")
         if self.label:
             top_right.insert(0, self.label)
         nk = v.shape[0]
