@@ -172,6 +172,24 @@ class OrthancFollower:
         self.outbound_dir.mkdir(parents=True, exist_ok=True)
         written = ehr_outbound.handle_stored_sr(ds, self.outbound_dir)
         log.info("report SR stored: wrote %d outbound file(s)", len(written or []))
+        if ehr_outbound.is_addendum(ds):
+            self.record_addendum(ds)
+
+    def record_addendum(self, ds: pydicom.Dataset) -> str | None:
+        """An addendum SR was stored: reference it in its study's COMPLETED workitem (next to the report)."""
+        study, series, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+        item = {"0040E020": {"vr": "CS", "Value": ["DICOM"]},  # Type of Instances
+                "0020000D": {"vr": "UI", "Value": [study]},
+                "0020000E": {"vr": "UI", "Value": [series]},
+                "00081199": {"vr": "SQ", "Value": [{"00081150": {"vr": "UI", "Value": [str(ds.SOPClassUID)]},
+                                                     "00081155": {"vr": "UI", "Value": [sop]}}]},
+                "00081190": {"vr": "UR", "Value": [f"{self.base_url}/studies/{study}"]}}
+        uid = self.store.record_output(study, item, sop)
+        if uid:
+            log.info("addendum referenced in its study's completed workitem")
+        else:
+            log.info("addendum stored for a study without a completed workitem: not referenced")
+        return uid
 
     # ---- the feed
     def poll_once(self) -> int:

@@ -51,6 +51,7 @@ T_STUDY_UID = "0020000D"
 T_PATIENT_ID = "00100020"
 T_INPUT_INFO = "00404021"
 T_PERFORMED_SEQ = "00741216"
+T_OUTPUT_INFO = "00404033"
 T_PROGRESS_INFO = "00741002"
 T_CANCEL_DT = "00404052"
 T_CANCEL_REASON = "00741238"
@@ -301,6 +302,34 @@ class WorkitemStore:
         row = self._db.execute("SELECT workitem_uid FROM routed_studies WHERE study_uid=?",
                                (study_uid,)).fetchone()
         return row[0] if row else None
+
+    # ---- archive-side record of later outputs
+    def record_output(self, study_uid: str, output_item: dict, sop_uid: str) -> str | None:
+        """Reference a later output of a finished reading (an addendum SR) in the study's COMPLETED workitem.
+
+        Readers cannot update a COMPLETED workitem (PS3.4 CC.2.6); the archive side, which saw the addendum being
+        stored, appends it to the Output Information Sequence of the workitem's performed procedure, so the
+        workitem lists the report and every addendum. Idempotent (an SOP Instance already referenced is not added
+        again). Returns the workitem UID, or None when the study has no COMPLETED workitem."""
+        with self._lock:
+            uid = self.routed_workitem(study_uid)
+            row = self._row(uid) if uid else None
+            if row is None or row[0] != "COMPLETED":
+                return None
+            ds = json.loads(row[2])
+            performed = (ds.get(T_PERFORMED_SEQ) or {}).get("Value") or []
+            if not performed:
+                return None
+            outputs = performed[0].setdefault(T_OUTPUT_INFO, {"vr": "SQ"}).setdefault("Value", [])
+            for out in outputs:
+                for ref in (out.get("00081199") or {}).get("Value") or []:
+                    if text(ref, "00081155") == sop_uid:
+                        return uid
+            outputs.append(output_item)
+            put(ds, T_MODIFIED, dicom_dt(now_utc()), "DT")
+            self._db.execute("UPDATE workitems SET dataset=?, modified=? WHERE uid=? AND state='COMPLETED'",
+                             (json.dumps(ds), now_utc().isoformat(), uid))
+        return uid
 
     # ---- update
     def update(self, uid: str, changes: dict, tuid: str | None) -> list[Event]:

@@ -251,6 +251,17 @@ def test_cli_sign_addendum_chain_and_verify(empty_cloud, real_data, tmp_path):
                             .obr.obr_25.value for p in c.outbound_dir.glob("*.oru.hl7"))
     assert cloud_statuses == ["C", "F", "P"]  # the clinic's EHR got preliminary, final and addendum
 
+    # the workitem's history keeps the report and its addendum: both in the COMPLETED workitem's outputs
+    def outputs():
+        performed = _workitem(c, wi)["00741216"]["Value"]
+        return [ref["00081155"]["Value"][0] for out in performed[0]["00404033"]["Value"]
+                for ref in out["00081199"]["Value"]]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and addendum.SOPInstanceUID not in outputs():
+        time.sleep(0.3)
+    assert sorted(outputs()) == sorted([first.SOPInstanceUID, addendum.SOPInstanceUID])
+    assert _workitem(c, wi)["00741000"]["Value"] == ["COMPLETED"]
+
 
 def test_blind_peer_review_stored_on_archive_and_listed_per_reader(empty_cloud, real_data):
     from dicomweb_client.api import DICOMwebClient

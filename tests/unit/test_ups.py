@@ -219,6 +219,24 @@ def test_create_for_study_is_idempotent(store):
     assert len(store.search([("StudyInstanceUID", "9.9")])) == 1
 
 
+def test_addendum_output_recorded_only_in_a_completed_workitem_once(store):
+    uid, _ev = store.create_for_study("9.8", workitem(study="9.8"))
+    out = {"0020000D": {"vr": "UI", "Value": ["9.8"]}, "00081199": {"vr": "SQ", "Value": [
+        {"00081150": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.88.22"]},
+         "00081155": {"vr": "UI", "Value": ["9.8.77"]}}]}}
+    assert store.record_output("9.8", out, "9.8.77") is None          # not finished: nothing recorded
+    assert store.record_output("5.5", out, "9.8.77") is None          # no workitem for that study
+    t1 = generate_uid(prefix=None)
+    store.change_state(uid, t1, "IN PROGRESS")
+    store.update(uid, final_attrs(), tuid=t1)
+    store.change_state(uid, t1, "COMPLETED")
+    assert store.record_output("9.8", out, "9.8.77") == uid
+    assert store.record_output("9.8", out, "9.8.77") == uid          # the same addendum again: not doubled
+    outputs = store.get(uid)["00741216"]["Value"][0]["00404033"]["Value"]
+    assert len(outputs) == 2 and outputs[1]["00081199"]["Value"][0]["00081155"]["Value"] == ["9.8.77"]
+    assert text(store.get(uid), "00741000") == "COMPLETED"
+
+
 @pytest.mark.parametrize("body, words", [
     (b"", "empty"), (b"{not json", "malformed JSON"), (b"[1, 2]", "exactly one"), (b'"x"', "object"),
     (b'{"PatientID": "x"}', "8-digit hex tag"), (b'{"00100020": {"Value": ["x"]}}', "vr"),
