@@ -13,8 +13,8 @@ import pkgutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import bench.scenarios
 

@@ -4,7 +4,7 @@ import sys
 import types
 
 import bench.cli
-import bench.harness as harness
+from bench import harness
 
 
 def test_result_ratios_and_json_fields():
