@@ -53,7 +53,7 @@ def test_round_trip_ordered_and_encrypted(tmp_path):
     for f in (tmp_path / "c").rglob("*"):
         if f.is_file():
             blob = f.read_bytes()
-            assert b"DICM" not in blob and b"SECRET" not in blob and b"PID-4711" not in blob, f
+            assert b"DICM\x02\x00" not in blob and b"SECRET" not in blob and b"PID-4711" not in blob, f
             assert dss[0].SOPInstanceUID.encode() not in blob or f.name.startswith("index")
 
 

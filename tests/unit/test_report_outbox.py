@@ -69,7 +69,7 @@ class FileSink:
 
 def make_report():
     r = Report(TemplateLibrary().get("xr-chest"),
-               StudyContext(study_uid=STUDY, patient_id="P-1", patient_name="SYNTHETIC^CHEST", modality="CR",
+               StudyContext(study_uid=STUDY, patient_id="PID-OUTBOX-71", patient_name="SYNTHETIC^CHEST", modality="CR",
                             body_part="CHEST", workitem_uid=WORKITEM), author=READER)
     r.apply_macro("normal")
     r.set_field("indication", "Cough")
@@ -90,7 +90,7 @@ def test_sign_writes_outbox_before_network_and_delivers_once(tmp_path, key):
     assert not DraftStore().has_draft(STUDY)  # the outbox holds it now
     assert ob.pending_count() == 1 and ob.status_text() == "1 report waiting to send"
     raw = next(ob.directory.glob("*.outbox")).read_bytes()
-    assert b"SYNTHETIC" not in raw and b"P-1" not in raw  # encrypted at rest
+    assert b"SYNTHETIC" not in raw and b"PID-OUTBOX-71" not in raw  # encrypted at rest
     item = ob.items()[0]
     assert read_output(res.record, "report.pdf").startswith(b"%PDF-")
     assert json.loads(read_output(res.record, "diagnosticreport.json"))["status"] == "final"
@@ -293,9 +293,9 @@ def test_logs_and_pending_errors_never_hold_patient_data(tmp_path, key, caplog):
         shown = [p.last_error for p in ob.pending()]
         (ob.directory / ("f" * 40 + ".outbox")).write_bytes(b"not a vault file")
         ob.deliver_due(FileSink(tmp_path / "sink.json"), force=True)
-    assert shown and all("ValueError" in e and "SYNTHETIC" not in e and "P-1" not in e for e in shown)
+    assert shown and all("ValueError" in e and "SYNTHETIC" not in e and "PID-OUTBOX-71" not in e for e in shown)
     assert "refused" in caplog.text and "could not be read" in caplog.text
-    assert "SYNTHETIC" not in caplog.text and "P-1" not in caplog.text
+    assert "SYNTHETIC" not in caplog.text and "PID-OUTBOX-71" not in caplog.text
 
 
 def test_damaged_outbox_entry_is_kept_and_counted_not_deleted(tmp_path, key, caplog):
