@@ -94,8 +94,14 @@ class MainWindow(QMainWindow):
         page.set_side_widget(side)
         return page
 
+    @property
+    def is_qa_reviewer(self) -> bool:
+        """QA review is offered to the demo's reviewer and to every reader who says in Settings that they
+        peer-review (RADPEER reviewers are radiologists reading their peers' reports)."""
+        return self.ws.session.is_qa or bool(getattr(self.settings, "qa_reviewer", False))
+
     def _make_qa_page(self) -> QWidget:
-        if not self.ws.session.is_qa:
+        if not self.is_qa_reviewer:
             w = QWidget()
             lay = QVBoxLayout(w)
             lay.addWidget(QLabel("QA peer review is for QA reviewers."))
@@ -136,8 +142,9 @@ class MainWindow(QMainWindow):
             toolbar=False)
         add("previous_field", lambda: self.editor.report and self.editor.report.focus_previous("keyboard"),
             toolbar=False)
-        if self.ws.session.is_qa:
+        if self.is_qa_reviewer:
             add("qa_mode", lambda: self.show_page(PAGE_QA))
+        self._toolbar, self._add_action = tb, add
         tb.addSeparator()
         add("settings", self.open_settings)
         add("lock", self.lock)
@@ -299,6 +306,28 @@ class MainWindow(QMainWindow):
         save_settings(settings)
         self.idle.set_minutes(settings.idle_lock_minutes)
         self.dictation.apply_settings(settings)
+        self._apply_qa_role()
+
+    def _apply_qa_role(self) -> None:
+        """Offer or withdraw the QA page after the reviewer setting changed (no restart needed)."""
+        has_page = "qa_mode" in self.actions
+        if self.is_qa_reviewer == has_page:
+            return
+        if self.pages.currentIndex() == PAGE_QA:
+            self.show_page(PAGE_WORKLIST)
+        old = self.qa_page
+        self.qa_page = self._make_qa_page()
+        self.pages.insertWidget(PAGE_QA, self.qa_page)
+        self.pages.removeWidget(old)
+        old.deleteLater()
+        if self.is_qa_reviewer:
+            act = self._add_action("qa_mode", lambda: self.show_page(PAGE_QA), toolbar=False)
+            self._toolbar.insertAction(self.actions["settings"], act)
+        else:
+            act = self.actions.pop("qa_mode")
+            self._toolbar.removeAction(act)
+            self.removeAction(act)
+            act.deleteLater()
 
     def lock(self) -> None:
         """Hide everything behind the lock screen; no shortcut works and the microphone closes until unlocked."""

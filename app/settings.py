@@ -31,6 +31,7 @@ class WorkstationSettings:
     dictation_language: str = "en"          # command vocabulary (resources/dictation/<lang>.json)
     idle_lock_minutes: int = 10            # 0 = never lock
     show_shared_pool: bool = False         # also list unassigned (pool) items in the worklist
+    qa_reviewer: bool = False              # this reader also peer-reviews others' reports (QA page)
 
     def __post_init__(self) -> None:
         if self.dictation_mode not in ("push_to_talk", "toggle"):

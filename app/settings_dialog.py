@@ -74,6 +74,8 @@ class SettingsDialog(QDialog):
         self.prefetch.setValue(profile.prefetch_count if profile else 3)
         self.shared_pool = QCheckBox("Also show unassigned studies from the shared pool")
         self.shared_pool.setChecked(settings.show_shared_pool)
+        self.qa_reviewer = QCheckBox("I peer-review other readers' reports (QA review page, F9)")
+        self.qa_reviewer.setChecked(settings.qa_reviewer)
         server_box = QGroupBox("Archive")
         f = QFormLayout(server_box)
         f.addRow("Address", self.server)
@@ -83,6 +85,7 @@ class SettingsDialog(QDialog):
         f.addRow("Local cache size", self.cache_gb)
         f.addRow("Prefetch next studies", self.prefetch)
         f.addRow("", self.shared_pool)
+        f.addRow("", self.qa_reviewer)
 
         # -- dictation
         self.model_dir = QLineEdit(settings.dictation_model_dir)
@@ -161,6 +164,7 @@ class SettingsDialog(QDialog):
             dictation_language=self.language.currentData() or "en",
             idle_lock_minutes=self.idle.value(),
             show_shared_pool=self.shared_pool.isChecked(),
+            qa_reviewer=self.qa_reviewer.isChecked(),
         )
 
     def result_profile(self) -> ServerProfile | None:

@@ -420,3 +420,26 @@ def test_series_left_out_by_the_protocol_can_be_shown(qtbot, tmp_path):
     assert page.panes[0].arrived is None                      # all its slices were already there
     page.show_series(first)
     assert page.panes[0].volume.shape[0] == 5
+
+
+def test_any_reader_who_peer_reviews_gets_the_qa_page_from_settings(window, qtbot):
+    # RADPEER reviewers are radiologists: the QA page is not tied to a special user name. reader1 turns it on in
+    # Settings, gets the page and its action at once (no restart), and can turn it off again.
+    from app.main_window import PAGE_QA
+    from app.qa_page import QAPage
+    from app.settings import load_settings
+
+    assert "qa_mode" not in window.actions and not isinstance(window.qa_page, QAPage)
+    settings = window.settings
+    settings.qa_reviewer = True
+    window.apply_settings(settings)
+    assert load_settings().qa_reviewer                                     # persisted
+    assert isinstance(window.qa_page, QAPage) and window.pages.widget(PAGE_QA) is window.qa_page
+    assert "qa_mode" in window.actions and window.actions["qa_mode"] in window._toolbar.actions()
+    assert window.actions["qa_mode"].shortcut().toString() == "F9"
+    window.actions["qa_mode"].trigger()          # its list query is still running when the page goes away below
+    assert window.pages.currentIndex() == PAGE_QA
+    settings.qa_reviewer = False
+    window.apply_settings(settings)
+    assert "qa_mode" not in window.actions and not isinstance(window.qa_page, QAPage)
+    assert window.pages.currentIndex() != PAGE_QA and window.pages.count() == 3
