@@ -54,5 +54,14 @@ class Authenticator:
         return name
 
 
+    def may_claim(self, name: str) -> bool:
+        """Only readers take reading tasks (a clinic's uploader or a QA reviewer account cannot claim one);
+        the cloud's own service accounts may."""
+        if name in self._internal:
+            return True
+        user = self._users.get(name)
+        return bool(user and user.is_reader)
+
+
 def basic_header(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")

@@ -132,6 +132,8 @@ def create_app(store: WorkitemStore, config: CloudConfig, auth: Authenticator,
     @guarded
     async def change_state(request: Request) -> Response:
         ds = await body_of(request)
+        if text(ds, T_STATE) == "IN PROGRESS" and not auth.may_claim(user_of(request)):
+            raise UpsError(403, "only readers can claim a reading task; this account is not a reader")
         events = store.change_state(request.path_params["uid"], text(ds, T_TUID), text(ds, T_STATE))
         await hub.publish(events)
         return Response(status_code=200)

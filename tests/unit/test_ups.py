@@ -289,6 +289,10 @@ def test_http_flow_and_transaction_query(client):
     r2 = client.put(path + "/state", auth=("reader2", "reader2"),
                     json=state_body(generate_uid(prefix=None), "IN PROGRESS"))
     assert r2.status_code == 409
+    for account in ("clinic", "qa"):      # an uploader or a QA reviewer cannot take a reading task
+        r4 = client.put(path + "/state", auth=(account, account),
+                        json=state_body(generate_uid(prefix=None), "IN PROGRESS"))
+        assert r4.status_code == 403 and "only readers" in r4.json()["error"]
     got = client.get(path, auth=AUTH).json()
     assert "00081195" not in got and got["00741000"]["Value"] == ["IN PROGRESS"]
     for query in ("", "?ProcedureStepState=IN%20PROGRESS", "?PatientName=SYNTHETIC*"):
