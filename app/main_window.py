@@ -26,6 +26,7 @@ PAGE_WORKLIST, PAGE_READING, PAGE_QA = 0, 1, 2
 
 class MainWindow(QMainWindow):
     study_opened = Signal(object)
+    worklist_changed = Signal()          # emitted from the UPS event listener thread (queued to the GUI thread)
 
     def __init__(self, workstation, settings: WorkstationSettings | None = None) -> None:
         super().__init__()
@@ -162,6 +163,15 @@ class MainWindow(QMainWindow):
         self.refresh_outbox()
         if hasattr(self.ws, "start_background"):
             self.ws.start_background()
+        # Pushed worklist changes (a new STAT assignment) refresh the list within a second; a burst of events
+        # (a study routed: state report + assignment) makes one refresh. The 60 s poll stays as a safety net.
+        self._event_refresh = QTimer(self)
+        self._event_refresh.setSingleShot(True)
+        self._event_refresh.setInterval(300)
+        self._event_refresh.timeout.connect(self.worklist.refresh_if_idle)
+        self.worklist_changed.connect(self._event_refresh.start)
+        if hasattr(self.ws, "start_events"):
+            self.ws.start_events(self.worklist_changed.emit)
         self._prefetch_timer = QTimer(self)
         self._prefetch_timer.timeout.connect(self._show_prefetch)
         self._prefetch_timer.start(2000)

@@ -44,6 +44,7 @@ class Workstation:
         self.prefetcher = None
         self.outbox = Outbox()
         self.outbox_worker = None
+        self.events = None
         self._lock = threading.Lock()
 
     @property
@@ -312,8 +313,26 @@ class Workstation:
                                          include_pool=self.settings.show_shared_pool)
             self.prefetcher.start()
 
+    # -- worklist events -------------------------------------------------------------------------------------
+    def start_events(self, on_change) -> None:
+        """Listen to the archive's UPS events: ``on_change()`` (called on the listener thread) when a workitem
+        was created, assigned or changed state; the prefetcher is woken as well. Polling stays as a safety net."""
+        from cloud_client.events import WorklistEvents
+
+        def on_event(_message: dict) -> None:
+            if self.prefetcher is not None:
+                self.prefetcher.poke()
+            on_change()
+
+        if self.events is None:
+            self.events = WorklistEvents(self.session.web, on_event)
+            self.events.start()
+
     def stop_background(self) -> None:
         """Stop prefetch and outbox delivery threads (what is queued stays durable in the outbox)."""
+        if self.events is not None:
+            self.events.stop()
+            self.events = None
         if self.prefetcher is not None:
             self.prefetcher.stop()
             self.prefetcher = None

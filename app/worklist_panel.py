@@ -294,6 +294,21 @@ class WorklistPanel(QWidget):
         if self.refresh_button.isEnabled() and not self.busy:
             self.refresh()
 
+    def refresh_if_idle(self) -> None:
+        """A pushed change: refresh now, or right after the refresh or claim that is running."""
+        if self.refresh_button.isEnabled() and not self.busy:
+            self.refresh()
+        else:
+            self._changed_meanwhile = True
+            QTimer.singleShot(1000, self._retry_pushed)
+
+    def _retry_pushed(self) -> None:
+        if getattr(self, "_changed_meanwhile", False) and self.refresh_button.isEnabled() and not self.busy:
+            self._changed_meanwhile = False
+            self.refresh()
+        elif getattr(self, "_changed_meanwhile", False):
+            QTimer.singleShot(1000, self._retry_pushed)
+
     def refresh(self) -> None:
         self.refresh_button.setEnabled(False)
         run_task(self.services.list_worklist, on_done=self._loaded, on_error=self._failed)

@@ -33,7 +33,7 @@ def window(qtbot, offline_session):
     qtbot.addWidget(win)
     yield win
     win.close()
-    assert win.ws.prefetcher is None and win.ws.outbox_worker is None     # no threads outlive the window
+    assert win.ws.prefetcher is None and win.ws.outbox_worker is None and win.ws.events is None  # no threads outlive the window
     from app.workers import wait_for_all
 
     wait_for_all(5000)

@@ -378,3 +378,34 @@ def test_expired_password_asks_to_sign_in_again_and_carries_on(workstation, qtbo
         dlg.try_sign_in()
     assert not dlg.isVisible() and win.worklist.model.rowCount() > 0
     assert win.ws.session.verifier.check("reader1")
+
+
+def test_new_assignment_appears_without_waiting_for_the_poll(workstation, reading_cloud, qtbot):
+    """The archive pushes UPS events: a study assigned to reader1 shows up within seconds, not at the 60 s poll."""
+    import json
+
+    import requests
+    from pydicom.uid import generate_uid
+
+    from cloud_client.events import CONNECTED
+
+    win = workstation
+    win.worklist._poll.stop()                               # only the pushed event can bring it
+    qtbot.waitUntil(lambda: win.ws.events is not None and win.ws.events.state == CONNECTED, timeout=20000)
+    before = {i.workitem_uid for i in win.worklist.model.items}
+    ds = {"00741200": {"vr": "CS", "Value": ["HIGH"]}, "00741204": {"vr": "LO", "Value": ["CT HEAD PUSHED"]},
+          "0020000D": {"vr": "UI", "Value": [generate_uid()]}, "00100020": {"vr": "LO", "Value": ["SYN-PUSH"]},
+          "00404034": {"vr": "SQ", "Value": [{"00404009": {"vr": "SQ", "Value": [{
+              "00080100": {"vr": "SH", "Value": ["reader1"]}, "00080102": {"vr": "SH", "Value": ["READROOM"]},
+              "00080104": {"vr": "LO", "Value": ["reader1"]}}]}}]}}
+    r = requests.post(f"{reading_cloud.base_url}/workitems", data=json.dumps(ds), auth=reading_cloud.auth("clinic"),
+                      headers={"Content-Type": "application/dicom+json"}, timeout=10)
+    assert r.status_code == 201
+    uid = r.headers["Location"].rsplit("/", 1)[1]
+    t0 = time.monotonic()
+    qtbot.waitUntil(lambda: uid in {i.workitem_uid for i in win.worklist.model.items}, timeout=15000)
+    assert time.monotonic() - t0 < 15 and uid not in before
+    new = next(i for i in win.worklist.model.items if i.workitem_uid == uid)
+    assert win.worklist.model.items[0].priority in ("HIGH", "STAT") and new.state == "SCHEDULED"
+    win.close()
+    assert win.ws.events is None                             # the listener stops with the window

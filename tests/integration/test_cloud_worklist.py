@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 
 import pytest
 import requests
@@ -135,3 +136,40 @@ def test_event_channel_through_nginx(empty_cloud):
                      headers=DJ, auth=c.auth(), timeout=10)
         ev = json.loads(ws.recv(timeout=10))
         assert ev["00741000"]["Value"] == ["IN PROGRESS"]
+
+
+def test_client_worklist_events_push_new_assignments_and_fall_back_without_ups_events(empty_cloud):
+    """cloud_client.events: subscribed through the front door, a new assignment arrives as an event within seconds;
+    an archive without UPS events (here: a path that is not a worklist) leaves the client on polling."""
+    import queue
+
+    from cloud_client.events import CONNECTED, UNSUPPORTED, WorklistEvents, subscriber_aet
+    from cloud_client.profiles import ServerProfile
+    from cloud_client.session import DicomWebSession
+
+    c = empty_cloud
+    got: queue.Queue = queue.Queue()
+    states: list[str] = []
+    with DicomWebSession(ServerProfile("t", c.base_url, "reader1"), password="reader1") as session:
+        events = WorklistEvents(session, got.put, on_state=states.append)
+        assert events.aet == subscriber_aet("reader1") == "RR_READER1"
+        events.start()
+        deadline = time.monotonic() + 15
+        while events.state != CONNECTED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert events.state == CONNECTED
+        uid = new_item(c, performer="reader1")
+        first = got.get(timeout=10)
+        assert first["00001000"]["Value"] == [uid]
+        assert "00100010" not in first and "SYN-1" not in json.dumps(first)   # UIDs and states, no patient data
+        events.stop()
+        assert states[-1] != CONNECTED and events._thread is None
+        none = WorklistEvents(DicomWebSession(ServerProfile("t2", c.base_url, "reader1", workitems_path="nope"),
+                                              password="reader1"), got.put)
+        none.start()
+        deadline = time.monotonic() + 15
+        while none.state != UNSUPPORTED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert none.state == UNSUPPORTED
+        none.stop()
+        none.session.close()
