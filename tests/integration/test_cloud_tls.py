@@ -84,5 +84,20 @@ def test_tls_front_door(tmp_path, real_data):
         with connect(c.base_url.replace("https://", "wss://") + "/subscribers/TLSWS", ssl=ctx,
                      additional_headers=hdr, open_timeout=10) as ws:
             ws.ping().wait(5)
+        # the workstation's event listener over wss, trusting the profile's CA bundle
+        from cloud_client.events import CONNECTED, WorklistEvents
+        from cloud_client.profiles import ServerProfile
+        from cloud_client.session import DicomWebSession
+
+        with DicomWebSession(ServerProfile("tls", c.base_url, "reader1", ca_bundle=str(cert)),
+                             password="reader1") as session:
+            events = WorklistEvents(session, lambda _m: None)
+            assert events.channel_url().startswith("wss://127.0.0.1:")
+            events.start()
+            deadline = time.monotonic() + 15
+            while events.state != CONNECTED and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert events.state == CONNECTED
+            events.stop()
     finally:
         c.stop()
