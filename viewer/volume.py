@@ -17,6 +17,17 @@ import numpy as np
 
 
 @dataclasses.dataclass
+class Overlay:
+    """One DICOM overlay plane (60xx) of one slice, placed on the image grid: ``mask[j, i]`` is True where the
+    overlay is set (Overlay Origin applied, clipped to the image). ``kind`` is "G" (graphics) or "R" (ROI)."""
+
+    group: int
+    mask: np.ndarray
+    kind: str = "G"
+    label: str = ""
+
+
+@dataclasses.dataclass
 class Volume:
     voxels: np.ndarray                 # [k, j, i] (or [frame, row, col, 3] for colour cine), modality units
     origin: np.ndarray                 # LPS mm of voxel (0, 0, 0) centre
@@ -26,6 +37,7 @@ class Volume:
     spacing: tuple[float, float, float]  # (slice step, row spacing, column spacing) in mm: (dk, dj, di)
     metadata: dict = dataclasses.field(default_factory=dict)  # plain values only (modality, UIDs, window ...)
     warnings: list[str] = dataclasses.field(default_factory=list)  # shown on screen (e.g. missing spacing)
+    overlays: dict[int, list[Overlay]] = dataclasses.field(default_factory=dict)  # slice k -> its overlay planes
 
     @property
     def affine(self) -> np.ndarray:

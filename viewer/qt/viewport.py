@@ -574,6 +574,8 @@ class ImageView(QWidget):
             self.scroll(10 ** 9)
         elif k == Qt.Key_I:
             self.set_inverted(not self.inverted)
+        elif k == Qt.Key_O and hasattr(self, "set_overlays_visible"):
+            self.set_overlays_visible(not self.show_overlays)
         elif k == Qt.Key_F:
             self.fit()
         elif k == Qt.Key_L and self.volume is not None:
@@ -612,6 +614,10 @@ class StackViewport(ImageView):
         self._cine.timeout.connect(self._cine_step)
         self.fps = 10.0
         self.key_images: dict[int, object] = {}   # slice index -> viewer.measurements.KeyImage
+        self.show_overlays = True                  # DICOM overlay planes (60xx); key O
+        self._overlay_slice = None
+        self._overlay_image = None
+        self._overlay_key = None
 
     # ----- volume
     def set_volume(self, volume, arrived: set[int] | None = None, shared: SharedImage | None = None) -> None:
@@ -823,7 +829,64 @@ class StackViewport(ImageView):
         if self.volume is not None:
             self.overlays.set_notice(self.message if self.has_slice(self.k) else f"loading slice {self.k + 1} ...")
             self.image_slice.SetVisibility(self.has_slice(self.k))
+            self._sync_overlay_planes()
         super().render()
+
+    # ----- DICOM overlay planes (60xx): drawn over the image in one colour, independent of window/level
+    OVERLAY_RGBA = (255, 214, 0, 255)
+
+    def set_overlays_visible(self, on: bool) -> None:
+        self.show_overlays = bool(on)
+        self.render()
+
+    def shown_overlay_planes(self) -> list:
+        if self.volume is None or not self.show_overlays or not self.has_slice(self.k):
+            return []
+        return list(self.volume.overlays.get(self.k, ()))
+
+    def _sync_overlay_planes(self) -> None:
+        planes = self.shown_overlay_planes()
+        fp, pos = np.array(self.camera.GetFocalPoint()), np.array(self.camera.GetPosition())
+        side = 1.0 if pos[2] >= fp[2] else -1.0          # the overlay sits just in front of the image
+        key = (id(self.volume), self.k, tuple(id(p) for p in planes), side)
+        if key == self._overlay_key:
+            return
+        self._overlay_key = key
+        if not planes:
+            if self._overlay_slice is not None:
+                self._overlay_slice.SetVisibility(False)
+            return
+        from vtkmodules.util.numpy_support import numpy_to_vtk
+        from vtkmodules.vtkCommonCore import VTK_UNSIGNED_CHAR
+        from vtkmodules.vtkCommonDataModel import vtkImageData
+
+        mask = np.logical_or.reduce([p.mask for p in planes])
+        rows, cols = mask.shape
+        rgba = np.zeros((rows, cols, 4), np.uint8)
+        rgba[mask] = self.OVERLAY_RGBA
+        sx, sy, sz = self.shared.image.GetSpacing()
+        img = vtkImageData()
+        img.SetDimensions(cols, rows, 1)
+        img.SetSpacing(sx, sy, 1.0)
+        img.SetOrigin(0.0, 0.0, self.plane_z() + side * 0.02 * max(float(sz), 1e-3))
+        scalars = numpy_to_vtk(rgba.reshape(-1, 4), deep=True, array_type=VTK_UNSIGNED_CHAR)
+        scalars.SetNumberOfComponents(4)
+        img.GetPointData().SetScalars(scalars)
+        if self._overlay_slice is None:
+            mapper = vtkImageSliceMapper()
+            mapper.SetOrientationToZ()
+            prop = vtkImageProperty()
+            prop.SetInterpolationTypeToNearest()
+            prop.SetColorWindow(255.0)
+            prop.SetColorLevel(127.5)
+            self._overlay_slice = vtkImageSlice()
+            self._overlay_slice.SetMapper(mapper)
+            self._overlay_slice.SetProperty(prop)
+            self._overlay_slice.PickableOff()
+            self.renderer.AddViewProp(self._overlay_slice)
+        self._overlay_slice.GetMapper().SetInputData(img)
+        self._overlay_image = img
+        self._overlay_slice.SetVisibility(True)
 
     def screen_warnings(self) -> list[str]:
         out = super().screen_warnings()
@@ -848,6 +911,8 @@ class StackViewport(ImageView):
             top_right.insert(0, self.label)
         nk = v.shape[0]
         bottom_left = [f"Im {self.k + 1}/{nk}" + ("  KEY" if self.k in self.key_images else "")]
+        if v.overlays.get(self.k):
+            bottom_left.append("Overlay" if self.show_overlays else "Overlay hidden (O)")
         acquired = md.get("acquired")
         if acquired and 0 <= self.k < len(acquired) and not acquired[self.k]:
             bottom_left.append("NOT ACQUIRED")  # a blank missing-slice gap or an interpolated (resampled) slice
