@@ -81,6 +81,11 @@ def cmd_transcribe(args) -> int:
     events = []
     engine = DictationEngine(model, vocab, mode=COMMAND if args.commands else DICTATION, on_event=events.append,
                              supports_grammar=info.supports_grammar, levels=False)
+    # A recording gives the same text every time it is transcribed: Kaldi's feature dither draws from the
+    # C library's rand(), so it is reseeded first (live dictation keeps the random dither).
+    from dictation.engine import reseed_feature_dither
+
+    reseed_feature_dither(1)
     engine.run(source)
     target = PlainTextTarget({"text": ""})
     applier = DictationApplier(target)

@@ -72,6 +72,9 @@ def test_transcribe_dictation_json_and_text(tmp_path, capsys, monkeypatch):
     assert main(["dictation", "transcribe", str(wav)]) == 0
     text = capsys.readouterr().out.strip()
     assert text and text.split()[0] == finals[0]["raw"].split()[0]
+    assert main(["dictation", "transcribe", str(wav), "--json"]) == 0      # the same recording, the same text
+    again = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["raw"] for x in again if x["event"] == "FinalText"] == [f["raw"] for f in finals]
 
 
 @needs_ko
