@@ -200,9 +200,15 @@ class QAPage(QWidget):
         and their reports off the list even when the list was read before they reached the outbox."""
         self.refresh_button.setEnabled(True)
         reports, reviews = result
-        known = {r.review_id for r in reviews}
-        reviews = list(reviews) + [r for rid, r in self._submitted_reviews.items() if rid not in known]
+        # a review read back (outbox or archive) is the one submitted here: same id (its SR's UID), or at least
+        # the same reviewer and reviewed report; the local copy is dropped once the list has it
+        known = {r.review_id for r in reviews} | {(r.reviewed_sop_instance_uid, r.reviewer) for r in reviews}
+        for rid, r in list(self._submitted_reviews.items()):
+            if rid in known or (r.reviewed_sop_instance_uid, r.reviewer) in known:
+                del self._submitted_reviews[rid]
         done = {r.reviewed_sop_instance_uid for r in self._submitted_reviews.values()}
+        done |= {r.reviewed_sop_instance_uid for r in reviews if r.reviewer == self.ws.user}
+        reviews = list(reviews) + list(self._submitted_reviews.values())
         self.reports = [r for r in reports if r.sop_instance_uid not in done]
         self.reviews = reviews
         current = self.review.original.sop_instance_uid if self.review is not None else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import enum
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -147,7 +146,8 @@ class BlindReview:
         score = RadpeerScore(score)
         if score.needs_comment and not comment.strip():
             raise ReviewError(f"RADPEER {score.value} needs a comment explaining the discrepancy.")
-        return PeerReview(uuid.uuid4().hex, self.original.study_uid, self.original.sop_instance_uid,
+        # the id is the UID its SR will carry, so the review read back from the outbox or archive is the same one
+        return PeerReview(generate_uid(), self.original.study_uid, self.original.sop_instance_uid,
                           self.original.reader, self.reviewer.user_id, score, comment.strip(),
                           self.reviewer_impression, self.blind, now_iso())
 
@@ -185,10 +185,16 @@ def build_review_sr(review: PeerReview, original: ReviewedReport, reviewer_name:
     root.ContentSequence = items
     sr = hd.sr.EnhancedSR(
         evidence=[original.dataset], content=root, series_instance_uid=generate_uid(), series_number=990,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="ReadRoom", is_complete=True,
+        sop_instance_uid=review.review_id if _is_uid(review.review_id) else generate_uid(), instance_number=1,
+        manufacturer="ReadRoom", is_complete=True,
         is_final=True, is_verified=True, verifying_observer_name=reviewer_name, verifying_organization=organization)
     sr.SeriesDescription = SERIES_DESCRIPTION
     return sr
+
+
+def _is_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and all(part.isdigit() and (part == "0" or not part.startswith("0"))
+                                        for part in value.split("."))
 
 
 def is_review_sr(ds: Dataset) -> bool:

@@ -135,6 +135,9 @@ def test_blind_peer_review_flow_and_score_chart(qtbot, qa_cloud):
         while win.ws.outbox_pending() and time.monotonic() < deadline:
             qtbot.wait(200)
         assert win.ws.outbox_pending() == 0
+        with qtbot.waitSignal(qa.loaded, timeout=60000):   # the list read back from the archive has the review:
+            qa.refresh()                                    # it is counted once, not once more as a local copy
+        assert {s.reader: s.total for s in qa.chart.summary} == {"reader1": 1} and qa.list.count() == 0
         win.ws.outbox = type(win.ws.outbox)(win.ws.outbox.directory / "elsewhere")   # only the archive now
         reports, reviews = win.ws.qa_worklist()
         assert [r.score.value for r in reviews] == ["2b"] and reviews[0].reviewed_reader == "reader1"
