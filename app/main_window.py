@@ -26,7 +26,7 @@ PAGE_WORKLIST, PAGE_READING, PAGE_QA = 0, 1, 2
 
 class MainWindow(QMainWindow):
     study_opened = Signal(object)
-    worklist_changed = Signal()          # emitted from the UPS event listener thread (queued to the GUI thread)
+    worklist_changed = Signal(object)    # a UPS event message, emitted from the listener thread (queued here)
 
     def __init__(self, workstation, settings: WorkstationSettings | None = None) -> None:
         super().__init__()
@@ -169,12 +169,18 @@ class MainWindow(QMainWindow):
         self._event_refresh.setSingleShot(True)
         self._event_refresh.setInterval(300)
         self._event_refresh.timeout.connect(self.worklist.refresh_if_idle)
-        self.worklist_changed.connect(self._event_refresh.start)
+        self.worklist_changed.connect(self._worklist_event)
         if hasattr(self.ws, "start_events"):
             self.ws.start_events(self.worklist_changed.emit)
         self._prefetch_timer = QTimer(self)
         self._prefetch_timer.timeout.connect(self._show_prefetch)
         self._prefetch_timer.start(2000)
+
+    def _worklist_event(self, message) -> None:
+        """A pushed UPS event: refresh soon if it concerns this reader's list (a burst makes one refresh; the
+        timer is not restarted by later events, so a steady stream cannot hold the refresh back)."""
+        if self.worklist.concerns_me(message) and not self._event_refresh.isActive():
+            self._event_refresh.start()
 
     # -- study ----------------------------------------------------------------------------------------------
     def open_item(self, item) -> None:

@@ -315,14 +315,14 @@ class Workstation:
 
     # -- worklist events -------------------------------------------------------------------------------------
     def start_events(self, on_change) -> None:
-        """Listen to the archive's UPS events: ``on_change()`` (called on the listener thread) when a workitem
+        """Listen to the archive's UPS events: ``on_change(message)`` (on the listener thread) when a workitem
         was created, assigned or changed state; the prefetcher is woken as well. Polling stays as a safety net."""
         from cloud_client.events import WorklistEvents
 
-        def on_event(_message: dict) -> None:
+        def on_event(message: dict) -> None:
             if self.prefetcher is not None:
                 self.prefetcher.poke()
-            on_change()
+            on_change(message)
 
         if self.events is None:
             self.events = WorklistEvents(self.session.web, on_event)

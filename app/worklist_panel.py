@@ -268,6 +268,10 @@ class WorklistPanel(QWidget):
         self._poll.timeout.connect(self._auto_refresh)
         self._poll.start(60_000)
         self.busy = False
+        self._pushed_retry = QTimer(self)            # one pending "refresh after the current one", however many
+        self._pushed_retry.setSingleShot(True)       # events arrive meanwhile
+        self._pushed_retry.setInterval(1000)
+        self._pushed_retry.timeout.connect(self.refresh_if_idle)
         self.confirm = self._confirm_dialog     # (title, text) -> bool; tests replace it
 
     # -- helpers
@@ -294,20 +298,29 @@ class WorklistPanel(QWidget):
         if self.refresh_button.isEnabled() and not self.busy:
             self.refresh()
 
+    def concerns_me(self, message: dict) -> bool:
+        """Does a UPS event (DICOM JSON) touch this reader's list: an item on it, an assignment to this reader,
+        or (with the shared pool shown) a new item? Events about other readers' work are ignored."""
+        def values(tag):
+            return (message.get(tag) or {}).get("Value") or []
+
+        uid = next(iter(values("00001000")), None)
+        if uid is not None and any(i.workitem_uid == uid for i in self.model.items):
+            return True
+        me = self.services.user
+        for performer in values("00404034"):
+            for code in (performer.get("00404009") or {}).get("Value") or []:
+                if me in ((code.get("00080100") or {}).get("Value") or []):
+                    return True
+        pool = bool(getattr(getattr(self.services, "settings", None), "show_shared_pool", False))
+        return pool and "00404034" not in message and values("00741000") == ["SCHEDULED"]
+
     def refresh_if_idle(self) -> None:
-        """A pushed change: refresh now, or right after the refresh or claim that is running."""
+        """A pushed change: refresh now, or once the refresh or claim that is running has finished."""
         if self.refresh_button.isEnabled() and not self.busy:
             self.refresh()
-        else:
-            self._changed_meanwhile = True
-            QTimer.singleShot(1000, self._retry_pushed)
-
-    def _retry_pushed(self) -> None:
-        if getattr(self, "_changed_meanwhile", False) and self.refresh_button.isEnabled() and not self.busy:
-            self._changed_meanwhile = False
-            self.refresh()
-        elif getattr(self, "_changed_meanwhile", False):
-            QTimer.singleShot(1000, self._retry_pushed)
+        elif not self._pushed_retry.isActive():
+            self._pushed_retry.start()
 
     def refresh(self) -> None:
         self.refresh_button.setEnabled(False)

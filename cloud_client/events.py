@@ -28,10 +28,36 @@ GLOBAL_SUBSCRIPTION = "1.2.840.10008.5.1.4.34.5"
 CONNECTED, DISCONNECTED, UNSUPPORTED = "connected", "disconnected", "unsupported"
 
 
-def subscriber_aet(user: str, station: str = "RR") -> str:
-    """The AE title this workstation subscribes as: 16 characters at most, letters, digits and '_'."""
-    name = re.sub(r"[^A-Z0-9_]", "_", f"{station}_{user}".upper())
-    return name[:16] or "READROOM"
+def subscriber_aet(user: str, station: str | None = None) -> str:
+    """The AE title this workstation subscribes as (16 characters at most: letters, digits, '_').
+
+    It names this installation, not only the user: a reader signed in at home and at the hospital has two
+    subscriptions, and closing one workstation (which unsubscribes) does not silence the other."""
+    station = station if station is not None else installation_id()
+    name = re.sub(r"[^A-Z0-9_]", "_", user.upper())[: 15 - len(station)]
+    return f"{name}_{station}"[:16]
+
+
+def installation_id() -> str:
+    """Six characters that stay the same for this ReadRoom installation (kept in the config folder)."""
+    import secrets
+
+    from .paths import config_dir
+
+    path = config_dir() / "station-id"
+    try:
+        value = path.read_text().strip().upper()
+        if re.fullmatch(r"[A-Z0-9]{6}", value):
+            return value
+    except OSError:
+        pass
+    value = secrets.token_hex(3).upper()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
+    except OSError as exc:  # a read-only config folder: this session still has a unique name
+        log.info("station id not saved (%s)", type(exc).__name__)
+    return value
 
 
 class WorklistEvents:
@@ -48,6 +74,7 @@ class WorklistEvents:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ws = None
+        self._keep = False
         self._lock = threading.Lock()
 
     # -- URLs and credentials -----------------------------------------------------------------------------------
@@ -77,7 +104,7 @@ class WorklistEvents:
             raise
         except CloudError as exc:
             status = getattr(exc, "status", None)
-            if isinstance(exc, RequestRejected) or status in (404, 405, 501):
+            if (isinstance(exc, RequestRejected) and status != 429) or status in (404, 405, 501):
                 log.info("the archive has no UPS subscriptions (HTTP %s): the worklist is polled", status)
                 return False
             raise
@@ -87,7 +114,10 @@ class WorklistEvents:
             self._thread = threading.Thread(target=self._run, name="rr-worklist-events", daemon=True)
             self._thread.start()
 
-    def stop(self, keep_subscription: bool = False, timeout: float = 5.0) -> None:
+    def stop(self, keep_subscription: bool = False, timeout: float = 1.0) -> None:
+        """End the listener without blocking the caller for long: the socket is closed here; the thread itself
+        unsubscribes on its way out (after any subscribe request it was still making, so none is left behind)."""
+        self._keep = keep_subscription
         self._stop.set()
         with self._lock:
             ws = self._ws
@@ -97,12 +127,13 @@ class WorklistEvents:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        if not keep_subscription:
-            try:
-                self.session.request("DELETE", self.subscription_path(), ok=(200, 204, 404),
-                                     timeout=(self.session.profile.connect_timeout_s, 3.0))
-            except CloudError as exc:
-                log.info("unsubscribe failed (%s)", type(exc).__name__)
+
+    def _unsubscribe(self) -> None:
+        try:
+            self.session.request("DELETE", self.subscription_path(), ok=(200, 204, 404),
+                                 timeout=(self.session.profile.connect_timeout_s, 3.0))
+        except Exception as exc:  # noqa: BLE001 - best effort on the way out (the session may be closing)
+            log.info("unsubscribe failed (%s)", type(exc).__name__)
 
     def _set_state(self, state: str) -> None:
         if state != self.state:
@@ -114,18 +145,29 @@ class WorklistEvents:
                     log.exception("worklist event state callback failed")
 
     def _run(self) -> None:
-        from websockets.exceptions import ConnectionClosed, InvalidStatus
+        subscribed = False
+        try:
+            subscribed = self._listen()
+        finally:
+            if subscribed and not self._keep:
+                self._unsubscribe()
+            self._set_state(UNSUPPORTED if self.state == UNSUPPORTED else DISCONNECTED)
+
+    def _listen(self) -> bool:
+        """The listening loop; returns whether a subscription was made (to be removed on the way out)."""
+        from websockets.exceptions import InvalidStatus, WebSocketException
         from websockets.sync.client import connect
 
         backoff = 1.0
         subscribed = False
         while not self._stop.is_set():
             try:
-                if not subscribed:
-                    if not self.subscribe():
-                        self._set_state(UNSUPPORTED)
-                        return
-                    subscribed = True
+                # subscribed again on every (re)connect: idempotent, and it restores a subscription that was
+                # removed meanwhile (the archive restarted without it, or an administrator cleared it)
+                if not self.subscribe():
+                    self._set_state(UNSUPPORTED)
+                    return subscribed
+                subscribed = True
                 ssl_ctx = None
                 if self.channel_url().startswith("wss://"):
                     import ssl
@@ -136,7 +178,7 @@ class WorklistEvents:
                     with self._lock:
                         self._ws = ws
                     if self._stop.is_set():
-                        return
+                        return subscribed
                     self._set_state(CONNECTED)
                     backoff = 1.0
                     for raw in ws:
@@ -149,15 +191,17 @@ class WorklistEvents:
                         except Exception:
                             log.exception("worklist event handler failed")
             except AuthError:
-                log.warning("worklist events: the archive asks to sign in again")
+                log.warning("worklist events: the archive asks to sign in again; retrying")
             except InvalidStatus as exc:
                 status = getattr(getattr(exc, "response", None), "status_code", None)
                 log.info("worklist event channel refused (HTTP %s)", status)
                 if status in (404, 405, 501):
                     self._set_state(UNSUPPORTED)
-                    return
-            except (ConnectionClosed, OSError, TimeoutError, CloudError) as exc:
+                    return subscribed
+            except (WebSocketException, OSError, TimeoutError, CloudError) as exc:
                 log.info("worklist event channel down (%s)", type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - anything else: logged, and the channel is tried again
+                log.warning("worklist event channel failed (%s); retrying", type(exc).__name__)
             finally:
                 with self._lock:
                     self._ws = None
@@ -166,4 +210,4 @@ class WorklistEvents:
             self._set_state(DISCONNECTED)
             self._stop.wait(backoff)
             backoff = min(self.max_backoff_s, backoff * 2)
-        self._set_state(DISCONNECTED)
+        return subscribed

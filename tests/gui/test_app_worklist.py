@@ -393,15 +393,22 @@ def test_new_assignment_appears_without_waiting_for_the_poll(workstation, readin
     win.worklist._poll.stop()                               # only the pushed event can bring it
     qtbot.waitUntil(lambda: win.ws.events is not None and win.ws.events.state == CONNECTED, timeout=20000)
     before = {i.workitem_uid for i in win.worklist.model.items}
-    ds = {"00741200": {"vr": "CS", "Value": ["HIGH"]}, "00741204": {"vr": "LO", "Value": ["CT HEAD PUSHED"]},
-          "0020000D": {"vr": "UI", "Value": [generate_uid()]}, "00100020": {"vr": "LO", "Value": ["SYN-PUSH"]},
-          "00404034": {"vr": "SQ", "Value": [{"00404009": {"vr": "SQ", "Value": [{
-              "00080100": {"vr": "SH", "Value": ["reader1"]}, "00080102": {"vr": "SH", "Value": ["READROOM"]},
-              "00080104": {"vr": "LO", "Value": ["reader1"]}}]}}]}}
-    r = requests.post(f"{reading_cloud.base_url}/workitems", data=json.dumps(ds), auth=reading_cloud.auth("clinic"),
-                      headers={"Content-Type": "application/dicom+json"}, timeout=10)
-    assert r.status_code == 201
-    uid = r.headers["Location"].rsplit("/", 1)[1]
+
+    def post(performer: str) -> str:
+        ds = {"00741200": {"vr": "CS", "Value": ["HIGH"]}, "00741204": {"vr": "LO", "Value": ["CT HEAD PUSHED"]},
+              "0020000D": {"vr": "UI", "Value": [generate_uid()]}, "00100020": {"vr": "LO", "Value": ["SYN-PUSH"]},
+              "00404034": {"vr": "SQ", "Value": [{"00404009": {"vr": "SQ", "Value": [{
+                  "00080100": {"vr": "SH", "Value": [performer]}, "00080102": {"vr": "SH", "Value": ["READROOM"]},
+                  "00080104": {"vr": "LO", "Value": [performer]}}]}}]}}
+        r = requests.post(f"{reading_cloud.base_url}/workitems", data=json.dumps(ds),
+                          auth=reading_cloud.auth("clinic"), headers={"Content-Type": "application/dicom+json"},
+                          timeout=10)
+        assert r.status_code == 201
+        return r.headers["Location"].rsplit("/", 1)[1]
+
+    with qtbot.assertNotEmitted(win.worklist.items_loaded, wait=3000):
+        post("reader2")                                     # another reader's new work: no refresh here
+    uid = post("reader1")
     t0 = time.monotonic()
     qtbot.waitUntil(lambda: uid in {i.workitem_uid for i in win.worklist.model.items}, timeout=15000)
     assert time.monotonic() - t0 < 15 and uid not in before

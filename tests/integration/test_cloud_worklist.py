@@ -150,20 +150,36 @@ def test_client_worklist_events_push_new_assignments_and_fall_back_without_ups_e
     c = empty_cloud
     got: queue.Queue = queue.Queue()
     states: list[str] = []
+    # one subscription per installation: the same reader at home and at the hospital are two subscribers
+    assert subscriber_aet("reader1") == subscriber_aet("reader1")            # stable for this installation
+    assert subscriber_aet("reader1", "HOME01") != subscriber_aet("reader1", "WARD02")
+    assert len(subscriber_aet("a.very.long.user.name")) <= 16
     with DicomWebSession(ServerProfile("t", c.base_url, "reader1"), password="reader1") as session:
         events = WorklistEvents(session, got.put, on_state=states.append)
-        assert events.aet == subscriber_aet("reader1") == "RR_READER1"
-        events.start()
+        other: queue.Queue = queue.Queue()
+        hospital = WorklistEvents(session, other.put, aet=subscriber_aet("reader1", "WARD02"))
+        for e in (events, hospital):
+            e.start()
         deadline = time.monotonic() + 15
-        while events.state != CONNECTED and time.monotonic() < deadline:
+        while not events.state == hospital.state == CONNECTED and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert events.state == CONNECTED
+        assert events.state == hospital.state == CONNECTED
         uid = new_item(c, performer="reader1")
         first = got.get(timeout=10)
-        assert first["00001000"]["Value"] == [uid]
+        assert first["00001000"]["Value"] == [uid] and other.get(timeout=10)["00001000"]["Value"] == [uid]
         assert "00100010" not in first and "SYN-1" not in json.dumps(first)   # UIDs and states, no patient data
         events.stop()
-        assert states[-1] != CONNECTED and events._thread is None
+        assert events._thread is None
+        deadline = time.monotonic() + 10
+        while states[-1] == CONNECTED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert states[-1] != CONNECTED
+        # closing one workstation does not silence the reader's other one
+        while not other.empty():
+            other.get_nowait()
+        uid2 = new_item(c, performer="reader1")
+        assert uid2 in {other.get(timeout=10)["00001000"]["Value"][0] for _ in range(2)}
+        hospital.stop()
         none = WorklistEvents(DicomWebSession(ServerProfile("t2", c.base_url, "reader1", workitems_path="nope"),
                                               password="reader1"), got.put)
         none.start()
