@@ -452,7 +452,7 @@ class ReadingPage(QWidget):
     def _failed(self, message: str, exc) -> None:
         self.show_notice(message)
         self.load_failed.emit(message)
-        if type(exc).__name__ == "AuthError":
+        if type(exc).__name__ == "AuthError" and getattr(exc, "status", None) != 403:  # 403: not a password matter
             self.auth_failed.emit()
 
     def show_notice(self, text: str) -> None:

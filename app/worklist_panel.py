@@ -361,7 +361,7 @@ class WorklistPanel(QWidget):
         self.busy = False
         self.show_notice(message)
         self.message.emit(message)
-        if type(exc).__name__ == "AuthError":
+        if type(exc).__name__ == "AuthError" and getattr(exc, "status", None) != 403:  # 403: not a password matter
             self.auth_failed.emit()
 
     def claim_and_open(self) -> None:

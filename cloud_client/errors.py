@@ -47,6 +47,11 @@ class NotFound(RequestRejected):
     """The server does not know the requested resource (HTTP 404/410)."""
 
 
+class NotPermitted(RequestRejected):
+    """The account is signed in but may not do this (HTTP 403 on an action, e.g. claiming without the reader role).
+    Signing in again does not help; the administrator grants the role."""
+
+
 class AlreadyClaimed(CloudError):
     """Someone else claimed the workitem first (or it is no longer open). Never retried blindly."""
 

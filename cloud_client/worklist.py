@@ -27,7 +27,7 @@ from pydicom.valuerep import DA, DT
 
 from . import paths
 from .audit import FAILURE, SUCCESS, AuditTrail
-from .errors import AlreadyClaimed, AuthError, CloudError, NotHeld, RequestRejected
+from .errors import AlreadyClaimed, AuthError, CloudError, NotHeld, NotPermitted, RequestRejected
 from .session import DICOM_JSON, DicomWebSession
 from .vault import atomic_write
 
@@ -403,9 +403,13 @@ class WorklistClient:
             self.store.remove(base, user, workitem_uid)
             self._audit("claim", FAILURE, workitem_uid=workitem_uid, detail=f"HTTP {exc.status}")
             raise
-        except AuthError:
+        except AuthError as exc:
             self.store.remove(base, user, workitem_uid)
-            self._audit("claim", FAILURE, workitem_uid=workitem_uid, detail="auth")
+            self._audit("claim", FAILURE, workitem_uid=workitem_uid, detail=f"auth {exc.status}")
+            if exc.status == 403:  # signed in, but this account may not take reading tasks
+                raise NotPermitted("This account is not allowed to claim studies for reading (it has no reader "
+                                   "role on the archive). Ask the administrator.", status=403,
+                                   detail=f"workitem {workitem_uid}") from exc
             raise
         except CloudError as exc:
             # Unknown outcome (connection dropped): keep the pending TUID so a retry reuses it.

@@ -189,3 +189,20 @@ def test_client_worklist_events_push_new_assignments_and_fall_back_without_ups_e
         assert none.state == UNSUPPORTED
         none.stop()
         none.session.close()
+
+
+def test_an_account_without_the_reader_role_cannot_claim_and_is_told_why(empty_cloud, tmp_path):
+    from cloud_client.errors import AuthError, NotPermitted
+    from cloud_client.profiles import ServerProfile
+    from cloud_client.session import DicomWebSession
+    from cloud_client.worklist import TransactionStore, WorklistClient
+
+    c = empty_cloud
+    uid = new_item(c, performer="reader1")
+    with DicomWebSession(ServerProfile("qa", c.base_url, "qa"), password="qa") as qa:
+        client = WorklistClient(qa, "qa", store=TransactionStore(path=tmp_path / "qa-tuids.json"))
+        with pytest.raises(NotPermitted) as err:
+            client.claim(uid)
+    assert not isinstance(err.value, AuthError) and "not allowed to claim" in str(err.value)
+    item = requests.get(f"{c.base_url}/workitems/{uid}", auth=c.auth(), timeout=10).json()
+    assert text(item, "00741000") == "SCHEDULED"                       # untouched, still reader1's
