@@ -645,6 +645,7 @@ class VolumeBuilder:
             self._seen.add(sop)
             return []
         pixels = self._decode(ds, label)
+        decoded = None  # the instance's overlay planes, decoded once for all its frames
         done: list[int] = []
         vox = self.volume.voxels
         for fidx in needed:
@@ -652,7 +653,9 @@ class VolumeBuilder:
             img = pixels if fr.frame is None or pixels.ndim == (3 if self._color else 2) else pixels[fr.frame]
             if not self._color:
                 img = self._to_modality(img, ds, fr, label)
-            planes = overlay_planes(ds, fr.frame, vox.shape[1], vox.shape[2], label)
+            if decoded is None:
+                decoded = decode_overlays(ds, label)
+            planes = overlay_planes(ds, fr.frame, vox.shape[1], vox.shape[2], label, decoded) if decoded else []
             for k, w in self._uses[fidx]:
                 if len(self._plan[k]) == 1 and abs(w - 1.0) < 1e-12:
                     vox[k] = img
@@ -738,14 +741,39 @@ class VolumeBuilder:
         return out
 
 
-def overlay_planes(ds: Dataset, frame: int | None, rows: int, cols: int, label: str = "") -> list:
-    """The overlay planes (60xx,3000 Overlay Data) that apply to one frame of ``ds``, on the image grid.
+def overlay_planes(ds: Dataset, frame: int | None, rows: int, cols: int, label: str = "",
+                   decoded: list | None = None) -> list:
+    """The overlay planes (60xx,3000 Overlay Data) that apply to one frame of ``ds``, clipped to the image.
 
     Overlay Origin (60xx,0050) is 1-based and may lie outside the image; multi-frame overlays apply from Image
     Frame Origin (60xx,0051) for Number of Frames in Overlay (60xx,0015) frames. Overlays kept in the high bits
-    of Pixel Data (retired) are not read. A plane that cannot be decoded is skipped with a warning in the log."""
+    of Pixel Data (retired) are not read. A plane that cannot be decoded is skipped with a warning in the log.
+    ``decoded``: :func:`decode_overlays` of ``ds`` when the caller places several frames (decoded once)."""
     from viewer.volume import Overlay
 
+    out = []
+    for g, arr, r0, c0, n, first, kind, text in (decode_overlays(ds, label) if decoded is None else decoded):
+        if arr.ndim == 3 or n > 1:
+            f = (frame or 0) - first
+            if arr.ndim != 3 or not 0 <= f < arr.shape[0]:
+                continue
+            arr = arr[f]
+        elif frame not in (None, first):
+            continue  # a single-frame overlay of a multi-frame image belongs to its Image Frame Origin only
+        h, w = arr.shape
+        rs, cs = max(0, r0), max(0, c0)
+        re, ce = min(rows, r0 + h), min(cols, c0 + w)
+        if rs >= re or cs >= ce:
+            continue
+        mask = arr[rs - r0:re - r0, cs - c0:ce - c0] != 0
+        if mask.any():
+            out.append(Overlay.from_mask(g, mask, rs, cs, kind, text))
+    return out
+
+
+def decode_overlays(ds: Dataset, label: str = "") -> list[tuple]:
+    """Each overlay plane of ``ds`` decoded once: (group, array, row0, col0, frames, first frame, kind, label),
+    origin 0-based."""
     # tags only (no element is converted: a stray delimiter elsewhere in the file must not matter here)
     groups = sorted({t.group for t in ds.keys() if 0x6000 <= t.group <= 0x601E and t.group % 2 == 0
                      and t.element == 0x3000})
@@ -757,27 +785,13 @@ def overlay_planes(ds: Dataset, frame: int | None, rows: int, cols: int, label: 
             r0, c0 = (int(origin.value[0]) - 1, int(origin.value[1]) - 1) if origin is not None else (0, 0)
             n = int(ds.get((g, 0x0015)).value) if ds.get((g, 0x0015)) is not None else 1
             first = int(ds.get((g, 0x0051)).value) - 1 if ds.get((g, 0x0051)) is not None else 0
+            kind = str(ds.get((g, 0x0040)).value if ds.get((g, 0x0040)) is not None else "G").strip().upper()
+            text = ds.get((g, 0x1500)) or ds.get((g, 0x0022))      # Overlay Label, else Overlay Description
+            text = str(text.value).strip() if text is not None else ""
         except Exception as exc:  # noqa: BLE001 - a damaged overlay must not cost the image
             log.warning("overlay plane %04X of %s skipped (%s)", g, label or "an instance", type(exc).__name__)
             continue
-        if arr.ndim == 3 or n > 1:
-            f = (frame or 0) - first
-            if arr.ndim != 3 or not 0 <= f < arr.shape[0]:
-                continue
-            arr = arr[f]
-        elif frame not in (None, first):
-            continue  # a single-frame overlay of a multi-frame image belongs to its Image Frame Origin only
-        mask = np.zeros((rows, cols), dtype=bool)
-        h, w = arr.shape
-        rs, cs = max(0, r0), max(0, c0)
-        re, ce = min(rows, r0 + h), min(cols, c0 + w)
-        if rs < re and cs < ce:
-            mask[rs:re, cs:ce] = arr[rs - r0:re - r0, cs - c0:ce - c0] != 0
-        if not mask.any():
-            continue
-        kind = str(ds.get((g, 0x0040)).value if ds.get((g, 0x0040)) is not None else "G").strip().upper() or "G"
-        text = ds.get((g, 0x1500)) or ds.get((g, 0x0022))      # Overlay Label, else Overlay Description
-        out.append(Overlay(group=g, mask=mask, kind=kind, label=str(text.value).strip() if text is not None else ""))
+        out.append((g, arr, r0, c0, n, first, kind or "G", text))
     return out
 
 

@@ -18,13 +18,33 @@ import numpy as np
 
 @dataclasses.dataclass
 class Overlay:
-    """One DICOM overlay plane (60xx) of one slice, placed on the image grid: ``mask[j, i]`` is True where the
-    overlay is set (Overlay Origin applied, clipped to the image). ``kind`` is "G" (graphics) or "R" (ROI)."""
+    """One DICOM overlay plane (60xx) of one slice, clipped to the image: its set pixels, bit-packed (an overlay
+    on every frame of a long cine stays small), starting at image row ``row0``, column ``col0``. ``kind`` is
+    "G" (graphics) or "R" (ROI). :meth:`full_mask` gives it on the whole image grid (``[j, i]``)."""
 
     group: int
-    mask: np.ndarray
+    bits: np.ndarray               # np.packbits of the clipped boolean mask
+    shape: tuple[int, int]         # (rows, columns) of the clipped mask
+    row0: int = 0
+    col0: int = 0
     kind: str = "G"
     label: str = ""
+
+    @classmethod
+    def from_mask(cls, group: int, mask: np.ndarray, row0: int, col0: int, kind: str = "G", label: str = ""):
+        return cls(group, np.packbits(mask, axis=None), (int(mask.shape[0]), int(mask.shape[1])), row0, col0,
+                   kind, label)
+
+    @property
+    def mask(self) -> np.ndarray:
+        h, w = self.shape
+        return np.unpackbits(self.bits, count=h * w).reshape(h, w).astype(bool)
+
+    def full_mask(self, rows: int, cols: int) -> np.ndarray:
+        out = np.zeros((rows, cols), dtype=bool)
+        h, w = self.shape
+        out[self.row0:self.row0 + h, self.col0:self.col0 + w] = self.mask
+        return out
 
 
 @dataclasses.dataclass

@@ -860,8 +860,8 @@ class StackViewport(ImageView):
         from vtkmodules.vtkCommonCore import VTK_UNSIGNED_CHAR
         from vtkmodules.vtkCommonDataModel import vtkImageData
 
-        mask = np.logical_or.reduce([p.mask for p in planes])
-        rows, cols = mask.shape
+        rows, cols = self.volume.shape[1], self.volume.shape[2]
+        mask = np.logical_or.reduce([p.full_mask(rows, cols) for p in planes])
         rgba = np.zeros((rows, cols, 4), np.uint8)
         rgba[mask] = self.OVERLAY_RGBA
         sx, sy, sz = self.shared.image.GetSpacing()
