@@ -775,7 +775,7 @@ def decode_overlays(ds: Dataset, label: str = "") -> list[tuple]:
     """Each overlay plane of ``ds`` decoded once: (group, array, row0, col0, frames, first frame, kind, label),
     origin 0-based."""
     # tags only (no element is converted: a stray delimiter elsewhere in the file must not matter here)
-    groups = sorted({t.group for t in ds.keys() if 0x6000 <= t.group <= 0x601E and t.group % 2 == 0
+    groups = sorted({t.group for t in ds.keys() if 0x6000 <= t.group <= 0x601E and t.group % 2 == 0  # noqa: SIM118 - tags, not elements
                      and t.element == 0x3000})
     out = []
     for g in groups:
