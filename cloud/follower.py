@@ -57,7 +57,13 @@ def build_workitem(study: dict, decision: RoutingDecision, config: CloudConfig, 
     if len(study.get("series_uids") or []) == 1:
         ref.SeriesInstanceUID = study["series_uids"][0]
     ref.ReferencedSOPSequence = []
-    ref.RetrieveURL = f"{base_url}/studies/{study['StudyInstanceUID']}"
+    url = f"{base_url}/studies/{study['StudyInstanceUID']}"
+    ref.TypeOfInstances = "DICOM"
+    # Referenced Instances and Access macro (PS3.3 Table 10-3b): the URL in the WADO-RS Retrieval Sequence; also
+    # at the item's top level, where earlier ReadRoom clients looked for it
+    ref.WADORSRetrievalSequence = [Dataset()]
+    ref.WADORSRetrievalSequence[0].RetrieveURL = url
+    ref.RetrieveURL = url
     ds.InputInformationSequence = [ref]
     performers = []
     if decision.reader:
@@ -183,7 +189,8 @@ class OrthancFollower:
                 "0020000E": {"vr": "UI", "Value": [series]},
                 "00081199": {"vr": "SQ", "Value": [{"00081150": {"vr": "UI", "Value": [str(ds.SOPClassUID)]},
                                                      "00081155": {"vr": "UI", "Value": [sop]}}]},
-                "00081190": {"vr": "UR", "Value": [f"{self.base_url}/studies/{study}"]}}
+                "0040E025": {"vr": "SQ", "Value": [  # WADO-RS Retrieval Sequence > Retrieve URL
+                    {"00081190": {"vr": "UR", "Value": [f"{self.base_url}/studies/{study}"]}}]}}
         uid = self.store.record_output(study, item, sop)
         if uid:
             log.info("addendum referenced in its study's completed workitem")

@@ -312,9 +312,15 @@ class WorkitemStore:
         workitem lists the report and every addendum. Idempotent (an SOP Instance already referenced is not added
         again). Returns the workitem UID, or None when the study has no COMPLETED workitem."""
         with self._lock:
+            # the routed workitem of the study, else the latest COMPLETED one (a workitem a scheduler created)
             uid = self.routed_workitem(study_uid)
             row = self._row(uid) if uid else None
             if row is None or row[0] != "COMPLETED":
+                found = self._db.execute("SELECT uid FROM workitems WHERE study_uid=? AND state='COMPLETED' "
+                                         "ORDER BY modified DESC LIMIT 1", (study_uid,)).fetchone()
+                uid = found[0] if found else None
+                row = self._row(uid) if uid else None
+            if row is None:
                 return None
             ds = json.loads(row[2])
             performed = (ds.get(T_PERFORMED_SEQ) or {}).get("Value") or []

@@ -124,6 +124,8 @@ def parse_workitem(data: dict, user: str | None = None) -> WorklistItem:
     retrieve_url = None
     for inp in ds.get("InputInformationSequence", []) or []:
         study_uid = study_uid or inp.get("StudyInstanceUID")
+        for wado in inp.get("WADORSRetrievalSequence", []) or []:   # where the access macro puts it
+            retrieve_url = retrieve_url or wado.get("RetrieveURL")
         retrieve_url = retrieve_url or inp.get("RetrieveURL")
     assigned = None
     for perf in ds.get("ScheduledHumanPerformersSequence", []) or []:
@@ -513,7 +515,7 @@ class WorklistClient:
         outputs = [_item(TypeOfInstances="DICOM", StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid,
                          ReferencedSOPSequence=[_item(ReferencedSOPClassUID=c, ReferencedSOPInstanceUID=u)
                                                 for c, u in sops],
-                         RetrieveURL=f"{self.session.base_url}/studies/{study_uid}")
+                         WADORSRetrievalSequence=[_item(RetrieveURL=f"{self.session.base_url}/studies/{study_uid}")])
                    for (study_uid, series_uid), sops in grouped.items()]
         performed = _item(PerformedStationNameCodeSequence=[station],
                           PerformedProcedureStepStartDateTime=_to_dt(started) if started else now,

@@ -34,6 +34,12 @@ def test_assigned_workitem_matches_the_contract(tmp_path):
     assert ref.StudyInstanceUID == ds.StudyInstanceUID == STUDY["StudyInstanceUID"]
     assert ref.SeriesInstanceUID == STUDY["series_uids"][0] and len(ref.ReferencedSOPSequence) == 0
     assert ref.RetrieveURL == "http://127.0.0.1:8080/dicom-web/studies/" + STUDY["StudyInstanceUID"]
+    # Referenced Instances and Access macro: the URL in the WADO-RS Retrieval Sequence, which the client reads
+    assert ref.TypeOfInstances == "DICOM" and ref.WADORSRetrievalSequence[0].RetrieveURL == ref.RetrieveURL
+    from cloud_client.worklist import parse_workitem
+
+    del ref.RetrieveURL
+    assert parse_workitem(ds.to_json_dict()).retrieve_url == ref.WADORSRetrievalSequence[0].RetrieveURL
     for kw in ("PatientName", "PatientID", "IssuerOfPatientID", "PatientSex", "PatientBirthDate", "PatientAge"):
         assert str(ds.get(kw)) == STUDY[kw]
     assert ds.ProcedureStepLabel == STUDY["StudyDescription"]

@@ -235,6 +235,13 @@ def test_addendum_output_recorded_only_in_a_completed_workitem_once(store):
     outputs = store.get(uid)["00741216"]["Value"][0]["00404033"]["Value"]
     assert len(outputs) == 2 and outputs[1]["00081199"]["Value"][0]["00081155"]["Value"] == ["9.8.77"]
     assert text(store.get(uid), "00741000") == "COMPLETED"
+    # a workitem a scheduler created (not routed by the service) gets its addendum too
+    other, _ = store.create(workitem(study="9.7"))
+    t2 = generate_uid(prefix=None)
+    store.change_state(other, t2, "IN PROGRESS")
+    store.update(other, final_attrs(), tuid=t2)
+    store.change_state(other, t2, "COMPLETED")
+    assert store.record_output("9.7", out, "9.7.77") == other
 
 
 @pytest.mark.parametrize("body, words", [
