@@ -331,6 +331,8 @@ class MainWindow(QMainWindow):
             return
         if self.pages.currentIndex() == PAGE_QA:
             self.show_page(PAGE_WORKLIST)
+        if not self.is_qa_reviewer and self._return_page == PAGE_QA:
+            self._return_page = PAGE_WORKLIST        # leaving images opened for a review goes to the worklist
         old = self.qa_page
         self.qa_page = self._make_qa_page()
         self.pages.insertWidget(PAGE_QA, self.qa_page)
