@@ -33,6 +33,7 @@ class CloudProcess:
     def __init__(self, dir, http_port: int | None = None, dicom_port: int | None = None, seed_demo: bool = False,
                  config: Path | str | None = None, start_timeout: float = 600):
         self.dir = Path(dir).resolve()
+        self._auto_ports = http_port is None and dicom_port is None
         self.http_port = http_port or free_port()
         if dicom_port is None:
             dicom_port = self.http_port + 1 if port_is_free(self.http_port + 1) else free_port()
@@ -75,6 +76,20 @@ class CloudProcess:
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> CloudProcess:
+        """Start and wait for "ready". With ports chosen here, a port taken between choosing and binding (another
+        process's outgoing connection can take any free ephemeral port) is retried on new ports."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except CloudError as exc:
+                if not (self._auto_ports and "already in use" in str(exc)) or attempt == 2:
+                    raise
+                self._lines.clear()
+                self.http_port = free_port()
+                self.dicom_port = self.http_port + 1 if port_is_free(self.http_port + 1) else free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> CloudProcess:
         argv = [sys.executable, "-m", "cloud.cli", "start", "--dir", str(self.dir), "--http-port",
                 str(self.http_port), "--dicom-port", str(self.dicom_port)]
         if self.seed_demo:

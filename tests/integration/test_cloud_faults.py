@@ -182,3 +182,26 @@ def test_new_study_pushes_an_assigned_event_to_its_reader(empty_cloud, real_data
     item = wait_for_workitems(c, chest_uid)[0]
     # only reader1's item reached reader1's filtered subscription (the neuro study went to reader2)
     assert {e["00001000"]["Value"][0] for e in events} == {text(item, "00080018")}
+
+
+def test_a_port_taken_between_choosing_and_binding_is_retried(tmp_path):
+    """Another process may take the chosen free port before nginx binds it (seen once in CI): the launcher picks
+    new ports and starts."""
+    import socket
+
+    from cloud.launcher import CloudProcess
+    from tests.fixtures.cloud import _require_servers
+
+    _require_servers()
+    c = CloudProcess(tmp_path / "cloud")
+    taken = c.http_port
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen(1)
+        c.start()
+        try:
+            assert c.http_port != taken
+            assert requests.get(f"{c.base_url}/workitems", auth=c.auth(), timeout=10).status_code == 200
+        finally:
+            c.stop()
