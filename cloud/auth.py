@@ -63,5 +63,15 @@ class Authenticator:
         return bool(user and user.is_reader)
 
 
+    def may_schedule(self, name: str) -> bool:
+        """Reassigning or re-prioritising a SCHEDULED workitem is the scheduler's job (roles scheduler, admin, or a
+        clinic's uploader / RIS), not a reader's: a reader cannot hand a STAT study to a colleague or lower its
+        priority. The cloud's own service accounts may."""
+        if name in self._internal:
+            return True
+        user = self._users.get(name)
+        return bool(user and set(user.roles) & {"scheduler", "admin", "uploader"})
+
+
 def basic_header(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")

@@ -125,6 +125,13 @@ def create_app(store: WorkitemStore, config: CloudConfig, auth: Authenticator,
     @guarded
     async def update(request: Request) -> Response:
         ds = await body_of(request)
+        if not request.query_params.get("transaction") and not auth.may_schedule(user_of(request)):
+            state = None
+            with contextlib.suppress(UpsError):      # unknown workitem: the store's own 404 below
+                state = text(store.get(request.path_params["uid"]), T_STATE)
+            if state == "SCHEDULED":
+                raise UpsError(403, "only a scheduler can change a scheduled workitem (assignment, priority); "
+                               "readers update the workitems they hold")
         events = store.update(request.path_params["uid"], ds, request.query_params.get("transaction"))
         await hub.publish(events)
         return Response(status_code=200)

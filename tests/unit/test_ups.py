@@ -314,6 +314,18 @@ def test_http_flow_and_transaction_query(client):
         "00080018"]["Value"] == [uid]
 
 
+def test_http_only_a_scheduler_changes_a_scheduled_item(client):
+    # a reader cannot reassign or re-prioritise a scheduled item; a scheduler (here the clinic's uploader) can
+    other = client.post("/dicom-web/workitems", auth=("clinic", "clinic"), json=workitem("reader2", "HIGH"))
+    path = "/dicom-web/workitems/" + other.headers["Location"].rsplit("/", 1)[1]
+    lower = {"00741200": {"vr": "CS", "Value": ["LOW"]}}
+    r = client.post(path, auth=AUTH, json=lower)
+    assert r.status_code == 403 and "scheduler" in r.json()["error"]
+    assert client.get(path, auth=AUTH).json()["00741200"]["Value"] == ["HIGH"]
+    assert client.post(path, auth=("clinic", "clinic"), json=lower).status_code == 200
+    assert client.get(path, auth=AUTH).json()["00741200"]["Value"] == ["LOW"]
+
+
 def test_http_malformed_json_400_with_message(client):
     r = client.post("/dicom-web/workitems", auth=AUTH, content=b'{"00100020": {"vr": "LO", "Value": [',
                     headers={"Content-Type": "application/dicom+json"})
