@@ -207,7 +207,6 @@ class QAPage(QWidget):
             if rid in known or (r.reviewed_sop_instance_uid, r.reviewer) in known:
                 del self._submitted_reviews[rid]
         done = {r.reviewed_sop_instance_uid for r in self._submitted_reviews.values()}
-        done |= {r.reviewed_sop_instance_uid for r in reviews if r.reviewer == self.ws.user}
         reviews = list(reviews) + list(self._submitted_reviews.values())
         self.reports = [r for r in reports if r.sop_instance_uid not in done]
         self.reviews = reviews

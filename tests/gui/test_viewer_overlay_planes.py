@@ -15,18 +15,13 @@ pytestmark = [pytest.mark.gui,
 
 from PySide6.QtCore import Qt
 
-from viewer.qt.viewport import StackViewport
+from viewer.qt.testing import shown_stack_view
 from viewer.volume import load_series
 
 
 @pytest.fixture
 def view(qtbot):
-    v = StackViewport()
-    qtbot.addWidget(v)
-    v.resize(600, 600)
-    v.show()
-    qtbot.waitExposed(v)
-    return v
+    return shown_stack_view(qtbot, 600)
 
 
 def _screen(view, vol, k: int, j: int, i: int) -> np.ndarray:

@@ -13,8 +13,7 @@ import pytest
 pytestmark = [pytest.mark.gui,
               pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display: run under xvfb-run")]
 
-from viewer.qt.testing import drag
-from viewer.qt.viewport import StackViewport
+from viewer.qt.testing import drag, qt_pos, shown_stack_view
 from viewer.synthetic import axial_positions, make_slice_series
 from viewer.volume import load_series
 
@@ -23,20 +22,8 @@ DX_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - Fo
 
 @pytest.fixture
 def view(qtbot):
-    v = StackViewport()
-    qtbot.addWidget(v)
-    v.resize(700, 700)
-    v.show()
-    qtbot.waitExposed(v)
-    v.results = []
-    v.measurementAdded.connect(v.results.append)
-    return v
+    return shown_stack_view(qtbot, 700)
 
-
-def qt_pos(view, patient_point):
-    x, y = view.patient_to_display(patient_point)
-    ratio = view.canvas.devicePixelRatioF()
-    return x / ratio, view.canvas.height() - 1 - y / ratio
 
 
 def dx_dataset(imager_spacing: float | None = 0.2, laterality: str | None = "R", orientation=("P", "F")):

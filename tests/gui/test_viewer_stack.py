@@ -18,19 +18,13 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from viewer.qt.phantom import ct_phantom
-from viewer.qt.testing import drag
-from viewer.qt.viewport import StackViewport
+from viewer.qt.testing import drag, shown_stack_view
 from viewer.qt.vtk_bridge import buffer_address, volume_to_vtk_image
 
 
 @pytest.fixture
 def view(qtbot):
-    v = StackViewport()
-    qtbot.addWidget(v)
-    v.resize(600, 600)
-    v.show()
-    qtbot.waitExposed(v)
-    return v
+    return shown_stack_view(qtbot, 600)
 
 
 def pixel_at(view, patient_point) -> np.ndarray:

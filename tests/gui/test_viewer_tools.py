@@ -14,26 +14,13 @@ import itertools
 
 from viewer import measurements as m
 from viewer.qt.phantom import ct_phantom
-from viewer.qt.testing import click, drag
-from viewer.qt.viewport import StackViewport
+from viewer.qt.testing import click, drag, qt_pos, shown_stack_view
 
 
 @pytest.fixture
 def view(qtbot):
-    v = StackViewport()
-    qtbot.addWidget(v)
-    v.resize(800, 800)
-    v.show()
-    qtbot.waitExposed(v)
-    v.results = []
-    v.measurementAdded.connect(v.results.append)
-    return v
+    return shown_stack_view(qtbot, 800)
 
-
-def qt_pos(view, patient_point):
-    x, y = view.patient_to_display(patient_point)
-    ratio = view.canvas.devicePixelRatioF()
-    return x / ratio, view.canvas.height() - 1 - y / ratio
 
 
 def half_max_edges(profile: np.ndarray) -> tuple[float, float]:

@@ -1,7 +1,8 @@
 """Helpers that drive a viewer widget with real Qt mouse events (for GUI tests, demos and benches).
 
-Owns synthetic gestures only: press/move/release with sub-pixel positions, sent through Qt's event system so
-they take the same path as a user's mouse (``QTest.mouseMove`` does not carry held buttons reliably).
+Owns synthetic gestures: press/move/release with sub-pixel positions, sent through Qt's event system so they
+take the same path as a user's mouse (``QTest.mouseMove`` does not carry held buttons reliably); and a shown
+StackViewport of a given size with the conversion from patient points to widget positions.
 """
 from __future__ import annotations
 
@@ -32,3 +33,24 @@ def click(widget, pos, button=Qt.LeftButton, modifiers=Qt.NoModifier) -> None:
     p = QPointF(*pos)
     _send(widget, QEvent.MouseButtonPress, p, button, button, modifiers)
     _send(widget, QEvent.MouseButtonRelease, p, button, Qt.NoButton, modifiers)
+
+
+def shown_stack_view(qtbot, size: int = 600):
+    """A visible, exposed StackViewport of ``size`` x ``size``; its measurements collect in ``view.results``."""
+    from viewer.qt.viewport import StackViewport
+
+    v = StackViewport()
+    qtbot.addWidget(v)
+    v.resize(size, size)
+    v.show()
+    qtbot.waitExposed(v)
+    v.results = []
+    v.measurementAdded.connect(v.results.append)
+    return v
+
+
+def qt_pos(view, patient_point) -> tuple[float, float]:
+    """The widget (Qt) position at which ``patient_point`` is drawn."""
+    x, y = view.patient_to_display(patient_point)
+    ratio = view.canvas.devicePixelRatioF()
+    return x / ratio, view.canvas.height() - 1 - y / ratio

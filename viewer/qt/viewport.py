@@ -18,21 +18,26 @@ from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.util import numpy_support
-from vtkmodules.vtkCommonCore import vtkLookupTable
-from vtkmodules.vtkIOImage import vtkPNGWriter
+from vtkmodules.vtkCommonCore import VTK_UNSIGNED_CHAR, vtkLookupTable
+from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkRenderingCore import (
     vtkImageProperty,
     vtkImageSlice,
     vtkImageSliceMapper,
     vtkRenderer,
-    vtkWindowToImageFilter,
 )
 
 from viewer.loader import PROJECTION_MODALITIES
 from viewer.qt import vtk_bridge  # noqa: F401  (registers VTK factories before any window exists)
 from viewer.qt.events import event
 from viewer.qt.overlays import Overlays, position_text
-from viewer.qt.vtk_bridge import SharedImage, data_to_patient, volume_to_vtk_image
+from viewer.qt.vtk_bridge import (
+    SharedImage,
+    data_to_patient,
+    volume_to_vtk_image,
+    window_rgb,
+    write_window_png,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +228,6 @@ class ImageView(QWidget):
         self.render()
 
     def _apply_voi_table(self) -> None:
-        from vtkmodules.util import numpy_support
 
         lo, hi, grey, _ = self._voi
         g = 1.0 - grey if self.inverted else grey
@@ -459,27 +463,11 @@ class ImageView(QWidget):
     def grab_rgb(self) -> np.ndarray:
         """The current frame as an (H, W, 3) uint8 array, row 0 at the top (as on screen)."""
         self.render()
-        f = vtkWindowToImageFilter()
-        f.SetInput(self.render_window)
-        f.SetInputBufferTypeToRGB()
-        f.ReadFrontBufferOff()
-        f.Update()
-        img = f.GetOutput()
-        w, h, _ = img.GetDimensions()
-        arr = numpy_support.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, 3)
-        return arr[::-1].copy()
+        return window_rgb(self.render_window)
 
     def save_png(self, path) -> None:
         self.render()
-        f = vtkWindowToImageFilter()
-        f.SetInput(self.render_window)
-        f.SetInputBufferTypeToRGB()
-        f.ReadFrontBufferOff()
-        f.Update()
-        w = vtkPNGWriter()
-        w.SetFileName(str(path))
-        w.SetInputConnection(f.GetOutputPort())
-        w.Write()
+        write_window_png(self.render_window, path)
 
     # ----- gestures
     def set_tool(self, name: str) -> None:
@@ -856,10 +844,6 @@ class StackViewport(ImageView):
             if self._overlay_slice is not None:
                 self._overlay_slice.SetVisibility(False)
             return
-        from vtkmodules.util.numpy_support import numpy_to_vtk
-        from vtkmodules.vtkCommonCore import VTK_UNSIGNED_CHAR
-        from vtkmodules.vtkCommonDataModel import vtkImageData
-
         rows, cols = self.volume.shape[1], self.volume.shape[2]
         mask = np.logical_or.reduce([p.full_mask(rows, cols) for p in planes])
         rgba = np.zeros((rows, cols, 4), np.uint8)
@@ -869,7 +853,7 @@ class StackViewport(ImageView):
         img.SetDimensions(cols, rows, 1)
         img.SetSpacing(sx, sy, 1.0)
         img.SetOrigin(0.0, 0.0, self.plane_z() + side * 0.02 * max(float(sz), 1e-3))
-        scalars = numpy_to_vtk(rgba.reshape(-1, 4), deep=True, array_type=VTK_UNSIGNED_CHAR)
+        scalars = numpy_support.numpy_to_vtk(rgba.reshape(-1, 4), deep=True, array_type=VTK_UNSIGNED_CHAR)
         scalars.SetNumberOfComponents(4)
         img.GetPointData().SetScalars(scalars)
         if self._overlay_slice is None:

@@ -13,7 +13,6 @@ import logging
 import numpy as np
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
-from vtkmodules.util import numpy_support
 from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
 from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget
@@ -23,13 +22,19 @@ from vtkmodules.vtkRenderingCore import (
     vtkTextActor,
     vtkVolume,
     vtkVolumeProperty,
-    vtkWindowToImageFilter,
 )
 from vtkmodules.vtkRenderingVolume import vtkFixedPointVolumeRayCastMapper
 from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkSmartVolumeMapper
 
 from viewer.qt import vtk_bridge  # noqa: F401
-from viewer.qt.vtk_bridge import SharedImage, data_to_patient, to_vtk_matrix, volume_to_vtk_image
+from viewer.qt.vtk_bridge import (
+    SharedImage,
+    data_to_patient,
+    to_vtk_matrix,
+    volume_to_vtk_image,
+    window_rgb,
+    write_window_png,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,29 +173,13 @@ class VolumeView(QWidget):
         return f"{what}; OpenGL renderer: {gl_renderer(self.render_window)}"
 
     def grab_rgb(self) -> np.ndarray:
+        """The current frame as an (H, W, 3) uint8 array, row 0 at the top (as on screen)."""
         self.render()
-        f = vtkWindowToImageFilter()
-        f.SetInput(self.render_window)
-        f.SetInputBufferTypeToRGB()
-        f.ReadFrontBufferOff()
-        f.Update()
-        img = f.GetOutput()
-        w, h, _ = img.GetDimensions()
-        return numpy_support.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, 3)[::-1].copy()
+        return window_rgb(self.render_window)
 
     def save_png(self, path) -> None:
-        from vtkmodules.vtkIOImage import vtkPNGWriter
-
         self.render()
-        f = vtkWindowToImageFilter()
-        f.SetInput(self.render_window)
-        f.SetInputBufferTypeToRGB()
-        f.ReadFrontBufferOff()
-        f.Update()
-        w = vtkPNGWriter()
-        w.SetFileName(str(path))
-        w.SetInputConnection(f.GetOutputPort())
-        w.Write()
+        write_window_png(self.render_window, path)
 
 
 def _orientation_cube():

@@ -98,3 +98,31 @@ def scalar_range(volume, sample: int = 200_000) -> tuple[float, float]:
     step = max(1, flat.size // sample)
     s = flat[::step]
     return float(s.min()), float(s.max())
+
+
+def _frame(render_window):
+    from vtkmodules.vtkRenderingCore import vtkWindowToImageFilter
+
+    f = vtkWindowToImageFilter()
+    f.SetInput(render_window)
+    f.SetInputBufferTypeToRGB()
+    f.ReadFrontBufferOff()
+    f.Update()
+    return f
+
+
+def window_rgb(render_window) -> np.ndarray:
+    """The render window's current frame as an (H, W, 3) uint8 array, row 0 at the top (as on screen)."""
+    img = _frame(render_window).GetOutput()
+    w, h, _ = img.GetDimensions()
+    return numpy_support.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, 3)[::-1].copy()
+
+
+def write_window_png(render_window, path) -> None:
+    """Save the render window's current frame as a PNG."""
+    from vtkmodules.vtkIOImage import vtkPNGWriter
+
+    w = vtkPNGWriter()
+    w.SetFileName(str(path))
+    w.SetInputConnection(_frame(render_window).GetOutputPort())
+    w.Write()
