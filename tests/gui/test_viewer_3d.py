@@ -75,3 +75,33 @@ def test_anterior_view_puts_patient_left_on_screen_right(qtbot):
     assert len(xs) > 0
     assert xs.mean() > img.shape[1] / 2       # marker x > 0 = patient left -> screen right
     assert ys.mean() < img.shape[0] / 2       # marker z > 0 = superior -> screen top
+
+
+def test_save_png_writes_the_frame_on_screen(qtbot, tmp_path):
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkIOImage import vtkPNGReader
+
+    from viewer.qt.testing import shown_stack_view
+
+    def read_png(path) -> np.ndarray:
+        r = vtkPNGReader()
+        r.SetFileName(str(path))
+        r.Update()
+        img = r.GetOutput()
+        w, h, _ = img.GetDimensions()
+        return vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, -1)[::-1, :, :3]
+
+    vol = ct_phantom(shape=(16, 64, 64))
+    views = [VolumeView(mode="software"), shown_stack_view(qtbot, 320)]
+    qtbot.addWidget(views[0])
+    views[0].resize(320, 320)
+    views[0].show()
+    qtbot.waitExposed(views[0])
+    for n, view in enumerate(views):
+        view.set_volume(vol)
+        shown = view.grab_rgb()
+        path = tmp_path / f"view{n}.png"
+        view.save_png(path)
+        saved = read_png(path)
+        assert saved.shape == shown.shape and np.abs(saved.astype(int) - shown).max() <= 2
+        assert saved.std() > 1                                # an image, not an empty frame

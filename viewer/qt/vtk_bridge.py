@@ -113,7 +113,8 @@ def _frame(render_window):
 
 def window_rgb(render_window) -> np.ndarray:
     """The render window's current frame as an (H, W, 3) uint8 array, row 0 at the top (as on screen)."""
-    img = _frame(render_window).GetOutput()
+    f = _frame(render_window)          # kept alive while its output is read
+    img = f.GetOutput()
     w, h, _ = img.GetDimensions()
     return numpy_support.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, 3)[::-1].copy()
 
@@ -122,7 +123,8 @@ def write_window_png(render_window, path) -> None:
     """Save the render window's current frame as a PNG."""
     from vtkmodules.vtkIOImage import vtkPNGWriter
 
+    f = _frame(render_window)          # kept alive until the writer has run
     w = vtkPNGWriter()
     w.SetFileName(str(path))
-    w.SetInputConnection(_frame(render_window).GetOutputPort())
+    w.SetInputConnection(f.GetOutputPort())
     w.Write()
