@@ -541,6 +541,9 @@ class ReportEditor(QWidget):
                                                  "Sign anyway?"):
             return False
         user = self.ws.user
+        # The SR is built while the reader types the PIN; signing then only writes the time into it (and builds
+        # it anew if anything changed meanwhile).
+        prepared = self.ws.prepare_signing(r)
         if not self.ws.has_signing_key():
             pin = self._ask_pin("You have no signing key on this workstation yet. Choose a PIN (at least 6 "
                                 "characters) to protect it:")
@@ -557,7 +560,7 @@ class ReportEditor(QWidget):
         self.show_warning("")
         self.sign_button.setEnabled(False)
         self.saved.setText("Signing…")
-        run_task(self.ws.sign_report, r, pin, on_done=lambda res: self._signed(res, r),
+        run_task(self.ws.sign_report, r, pin, prepared=prepared, on_done=lambda res: self._signed(res, r),
                  on_error=lambda m, e: self._sign_failed(m, e, r))
         return True
 

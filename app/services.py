@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cloud_client.audit import AuditTrail
@@ -46,6 +47,7 @@ class Workstation:
         self.outbox_worker = None
         self.events = None
         self._lock = threading.Lock()
+        self._prepare_pool: ThreadPoolExecutor | None = None
 
     @property
     def user(self) -> str:
@@ -148,18 +150,37 @@ class Workstation:
 
         signing.generate_key(self.user, pin)
 
-    def sign_report(self, report, pin: str):
-        """Sign (the reader confirmed the warnings in the editor), write to the outbox, wake the sender."""
+    def prepare_signing(self, report) -> Future:
+        """Start building the report's SR (``reporting.workflow.prepare_sr``) while the reader types the PIN; pass
+        the returned future to :meth:`sign_report`. Only the time of signing is then written into the SR."""
+        from reporting import workflow
+
+        with self._lock:
+            if self._prepare_pool is None:
+                self._prepare_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-prepare-sr")
+            pool = self._prepare_pool
+        return pool.submit(workflow.prepare_sr, report, self.person())
+
+    def sign_report(self, report, pin: str, prepared: Future | None = None):
+        """Sign (the reader confirmed the warnings in the editor), write to the outbox, wake the sender.
+        ``prepared``: from :meth:`prepare_signing` (used only if it holds this very content)."""
         from cloud_client.audit import SUCCESS
         from reporting import workflow
 
+        ready = None
+        if prepared is not None:
+            try:
+                ready = prepared.result(timeout=30)
+            except Exception as exc:  # noqa: BLE001 - e.g. the report changed under it: the SR is built below
+                log.info("The SR prepared during PIN entry is not used (%s)", type(exc).__name__)
         if report.is_addendum:
-            result = workflow.sign_addendum(report, self.person(), pin, outbox=self.outbox, accept_warnings=True)
+            result = workflow.sign_addendum(report, self.person(), pin, outbox=self.outbox, accept_warnings=True,
+                                            prepared=ready)
         else:
             result = workflow.sign_report(report, self.person(), pin, outbox=self.outbox,
                                           drafts=self.draft_store(),
                                           present_measurement_ids=self.present_measurement_ids(),
-                                          accept_warnings=True)
+                                          accept_warnings=True, prepared=ready)
         self.audit.record("report-signed", self.user, SUCCESS, study_uids=[report.study.study_uid],
                           workitem_uid=report.study.workitem_uid or None)
         if self.outbox_worker is not None:
@@ -339,6 +360,10 @@ class Workstation:
         if self.outbox_worker is not None:
             self.outbox_worker.stop()
             self.outbox_worker = None
+        with self._lock:
+            pool, self._prepare_pool = self._prepare_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         self.stop_background()

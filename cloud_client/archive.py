@@ -2,8 +2,9 @@
 
 Owns :class:`ArchiveSink`: ``store(datasets)`` (STOW-RS; storing the same SOP instance again is harmless, so
 retries are idempotent), ``store_part10(blobs, study_uids)`` (the same for objects already encoded, sent byte for
-byte as the outbox persisted them) and ``complete_workitem(uid, output_sop_refs)`` (UPS-RS final-state Update, then
-COMPLETED, through :class:`~cloud_client.worklist.WorklistClient`). Connection problems and HTTP 5xx raise
+byte as the outbox persisted them), ``complete_workitem(uid, output_sop_refs)`` (UPS-RS final-state Update, then
+COMPLETED, through :class:`~cloud_client.worklist.WorklistClient`) and ``store_part10_and_complete`` (both, the
+Update sent while the STOW runs; COMPLETED only after both succeeded). Connection problems and HTTP 5xx raise
 :class:`ArchiveUnavailable` so the outbox keeps the item and retries; :class:`AuthError` means "sign in again";
 other refusals raise :class:`RequestRejected` (the outbox should park the item and tell the user).
 """
@@ -56,3 +57,11 @@ class ArchiveSink:
 
     def complete_workitem(self, workitem_uid: str, output_sop_refs: list[SopRef]) -> None:
         self.worklist.complete(workitem_uid, output_sop_refs=output_sop_refs)
+
+    def store_part10_and_complete(self, blobs: Sequence[bytes], study_uids: Iterable[str], workitem_uid: str,
+                                  output_sop_refs: list[SopRef]) -> None:
+        """:meth:`store_part10`, then COMPLETED as :meth:`complete_workitem` - the workitem's final-state Update
+        sent while the objects are being stored (it only names them; the state changes after both succeeded)."""
+        study_uids = list(study_uids)
+        self.worklist.complete(workitem_uid, output_sop_refs=output_sop_refs,
+                               alongside=lambda: self.store_part10(blobs, study_uids))

@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -65,6 +65,8 @@ class ReportSink(Protocol):
 
     # Optional: ``store_part10(blobs, study_uids)`` stores the persisted Part 10 bytes as they are (no decode and
     # re-encode); the outbox uses it when the sink has it, else ``store(datasets)``.
+    # Optional: ``store_part10_and_complete(blobs, study_uids, workitem_uid, output_sop_refs)`` does both steps in
+    # one call (the sink may overlap them, but completes the workitem only once the objects are stored).
 
 
 def _dcm_bytes(ds: Dataset) -> bytes:
@@ -135,7 +137,9 @@ class OutboxItem:
         return base64.b64decode(self.files[name])
 
     def to_json(self) -> bytes:
-        d = asdict(self)
+        # asdict() deep-copies every value (the base64 objects and the signed record) only to serialise them
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d["sop"] = list(self.sop)
         return json.dumps(d).encode()
 
     @classmethod
@@ -147,13 +151,21 @@ class OutboxItem:
     @classmethod
     def create(cls, kind: str, datasets: Sequence[Dataset], workitem_uid: str | None = None,
                files: dict[str, bytes] | None = None, signed: dict | None = None) -> OutboxItem:
-        main = datasets[0]
-        sop = SopRef(str(main.SOPClassUID), str(main.SOPInstanceUID), str(main.SeriesInstanceUID),
-                     str(main.StudyInstanceUID))
-        return cls(item_id=str(main.SOPInstanceUID), kind=kind, created_at=time.time(), workitem_uid=workitem_uid,
-                   sop=sop, datasets=[base64.b64encode(_dcm_bytes(d)).decode() for d in datasets],
+        refs = [SopRef(str(d.SOPClassUID), str(d.SOPInstanceUID), str(d.SeriesInstanceUID),
+                       str(d.StudyInstanceUID)) for d in datasets]
+        return cls.create_encoded(kind, [_dcm_bytes(d) for d in datasets], refs, workitem_uid, files, signed)
+
+    @classmethod
+    def create_encoded(cls, kind: str, part10: Sequence[bytes], refs: Sequence[SopRef],
+                       workitem_uid: str | None = None, files: dict[str, bytes] | None = None,
+                       signed: dict | None = None) -> OutboxItem:
+        """The same from objects already encoded as DICOM Part 10 files, with their references (in order)."""
+        if len(part10) != len(refs) or not refs:
+            raise ValueError("one reference per encoded object, at least one")
+        return cls(item_id=refs[0].sop_instance_uid, kind=kind, created_at=time.time(), workitem_uid=workitem_uid,
+                   sop=refs[0], datasets=[base64.b64encode(b).decode() for b in part10],
                    files={k: base64.b64encode(v).decode() for k, v in (files or {}).items()}, signed=signed,
-                   study_uids=[str(d.StudyInstanceUID) for d in datasets])
+                   study_uids=[r.study_uid for r in refs])
 
 
 @dataclass(frozen=True)
@@ -174,6 +186,7 @@ class Outbox:
     def __init__(self, directory: Path | None = None, vault: Vault | None = None,
                  backoff_base_s: float = BACKOFF_BASE_S, backoff_max_s: float = BACKOFF_MAX_S) -> None:
         self._directory = Path(directory) if directory else None
+        self._auto: tuple[str | None, Path] | None = None  # (READROOM_HOME, its outbox folder)
         self._vault = vault
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
@@ -182,12 +195,19 @@ class Outbox:
     # ---- storage --------------------------------------------------------------------------------------------
     @property
     def directory(self) -> Path:
-        return self._directory or paths.outbox_dir()
+        if self._directory is not None:
+            return self._directory
+        # paths.outbox_dir() creates and checks its folders: asked once per READROOM_HOME, not on every access
+        env = os.environ.get("READROOM_HOME")
+        if self._auto is None or self._auto[0] != env or not self._auto[1].is_dir():
+            self._auto = (env, paths.outbox_dir())
+        return self._auto[1]
 
     @property
     def sent_directory(self) -> Path:
         p = self.directory / "sent"
-        p.mkdir(parents=True, exist_ok=True)
+        if not p.is_dir():
+            p.mkdir(parents=True, exist_ok=True)
         return p
 
     @property
@@ -299,6 +319,11 @@ class Outbox:
     def _deliver_locked(self, item: OutboxItem, sink: ReportSink) -> bool:
         item.attempts += 1
         try:
+            both = getattr(sink, "store_part10_and_complete", None)
+            if both is not None and not item.stored and item.workitem_uid and not item.completed \
+                    and len(item.study_uids) == len(item.datasets):
+                both(item.part10(), item.study_uids, item.workitem_uid, [item.sop])
+                item.stored = item.completed = True
             if not item.stored:
                 store_part10 = getattr(sink, "store_part10", None)
                 if store_part10 is not None and len(item.study_uids) == len(item.datasets):

@@ -190,14 +190,21 @@ def build_report_sr(report: Report, *, reader_name: str, organization: str, veri
     if report.study.issuer_of_patient_id:
         sr.IssuerOfPatientID = report.study.issuer_of_patient_id
     if verified_at:
-        when = _dt.datetime.fromisoformat(verified_at)
-        if not preliminary:
-            sr.VerifyingObserverSequence[0].VerificationDateTime = when.strftime("%Y%m%d%H%M%S")
-        sr.ContentDate = when.strftime("%Y%m%d")
-        sr.ContentTime = when.strftime("%H%M%S")
+        stamp_signing_time(sr, verified_at, preliminary=preliminary)
     kind = "Preliminary report: " if preliminary else ("Addendum: " if report.is_addendum else "Report: ")
     sr.SeriesDescription = kind + report.template.title
     return sr
+
+
+def stamp_signing_time(sr: Dataset, verified_at: str, *, preliminary: bool = False) -> None:
+    """Set the time of signing (ISO ``verified_at``) on a report SR: Content Date/Time and, unless preliminary,
+    the Verification DateTime of its verifying observer. The only attributes of the SR that depend on when it was
+    signed (besides its UIDs), so an SR built ahead of signing is completed by this alone."""
+    when = _dt.datetime.fromisoformat(verified_at)
+    if not preliminary:
+        sr.VerifyingObserverSequence[0].VerificationDateTime = when.strftime("%Y%m%d%H%M%S")
+    sr.ContentDate = when.strftime("%Y%m%d")
+    sr.ContentTime = when.strftime("%H%M%S")
 
 
 def predecessor_dataset(study_uid: str, series_uid: str, sop_class_uid: str, sop_instance_uid: str,

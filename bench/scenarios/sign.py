@@ -1,9 +1,11 @@
 """`sign`: from "Sign" to the SR stored and the workitem COMPLETED, against a bare STOW-RS of the same SR bytes.
 
-Owns the reporting benchmark. Each timed run validates and signs a filled report with the reader's key (PIN-protected
-Ed25519), builds the TID 2000 SR, writes it durably (encrypted, fsync) to the outbox, STOWs it through the front
-door and completes the UPS workitem (final-state Update + COMPLETED) - the path the reader waits for, as the CLI
-and GUI run it. The PDF / FHIR / HL7 renderings are made after delivery (``write_outputs``) and are reported as a
+Owns the reporting benchmark. Each timed run starts when the reader has confirmed the PIN: it validates and signs
+a filled report with the reader's key (PIN-protected Ed25519), builds the TID 2000 SR, writes it durably
+(encrypted, fsync) to the outbox, STOWs it through the front door and completes the UPS workitem (final-state
+Update, sent while the STOW runs, then COMPLETED) - the path the reader waits for. Two variants, interleaved: the
+GUI's, whose SR was built (``prepare_sr``, untimed) while the reader typed the PIN, so signing only stamps the
+time into it; and the CLI's, which builds the SR with highdicom after the PIN. The PDF / FHIR / HL7 renderings are made after delivery (``write_outputs``) and are reported as a
 separate row. Untimed setup per run: a fresh one-image study stored and routed, its workitem
 claimed. Comparison: dicomweb-client ``store_instances`` of the same SR; floor: ``curl`` POSTing the same
 multipart bytes. Target: ours at most 1.5x curl. A second row holds the same work done by curl alone - STOW of the
@@ -18,6 +20,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import statistics
 import subprocess
 import time
 import uuid
@@ -119,7 +122,7 @@ def run(ctx: Context) -> list[Result]:
     from reporting.model import Person, Report, StudyContext
     from reporting.outbox import Outbox
     from reporting.templates import TemplateLibrary
-    from reporting.workflow import sign_report
+    from reporting.workflow import prepare_sr, sign_report
 
     cloud = ctx.cloud()
     home = ctx.workdir / "sign-home"
@@ -163,13 +166,24 @@ def run(ctx: Context) -> list[Result]:
             r.set_field("indication", "Cough")
             state["report"] = r
 
-        def ours():
-            res = sign_report(state["report"], reader, PIN, outbox=outbox, outputs=False)
+        def setup_prepared():
+            setup()
+            # what the GUI does while the reader types the PIN (ReportEditor.sign -> Workstation.prepare_signing)
+            state["prepared"] = prepare_sr(state["report"], reader)
+
+        def ours(prepared=None):
+            res = sign_report(state["report"], reader, PIN, outbox=outbox, outputs=False, prepared=prepared)
+            if prepared is not None and not prepared.used:
+                raise RuntimeError("the prepared SR was not used")
             if not outbox.deliver_one(res.outbox_item.item_id, sink):
                 raise RuntimeError("the signed report was not delivered")
             state["item"] = res.outbox_item  # decoded after timing: the bench's bookkeeping, not the reader's wait
 
-        ours_s = median_time(ours, ctx.repeat, setup=setup)
+        cold, warm = [], []
+        for _ in range(ctx.repeat):  # interleaved, so that load from other processes hits both alike
+            cold.append(median_time(ours, 1, setup=setup))
+            warm.append(median_time(lambda: ours(state["prepared"]), 1, setup=setup_prepared))
+        ours_s, cold_s = statistics.median(warm), statistics.median(cold)
         from reporting.workflow import SignedRecord, build_outputs
 
         record = SignedRecord.from_dict(outbox.sent()[-1].signed)
@@ -192,10 +206,15 @@ def run(ctx: Context) -> list[Result]:
         if shutil.which("curl"):
             full_floor_s = _curl_full_path(ctx, cloud, session, wl, sr_bytes, setup_study=setup)
         session.close()
-        return [Result("sign: sign -> SR stored + workitem COMPLETED", ours_s,
+        return [Result("sign: PIN confirmed -> SR stored + workitem COMPLETED (GUI: SR prepared during PIN entry)",
+                       ours_s, "dicomweb-client STOW-RS of the same SR", comp_s,
+                       "curl STOW-RS of the same SR bytes" if floor_s else None, floor_s,
+                       note="ours: validate, sign, stamp the prepared SR, encrypted fsync'd outbox, STOW alongside "
+                            "the UPS Update, COMPLETED"),
+                Result("sign: same, SR built after the PIN (CLI, or content changed)", cold_s,
                        "dicomweb-client STOW-RS of the same SR", comp_s,
                        "curl STOW-RS of the same SR bytes" if floor_s else None, floor_s,
-                       note="ours: validate, sign, SR, encrypted fsync'd outbox, STOW, UPS update+COMPLETED"),
+                       note="the SR (highdicom) is built on the reader's wait"),
                 Result("sign: same, floor = curl STOW + UPS Update + COMPLETED", ours_s,
                        "dicomweb-client STOW-RS of the same SR", comp_s,
                        "curl: STOW + UPS Update + state COMPLETED" if full_floor_s else None, full_floor_s,

@@ -164,6 +164,41 @@ def test_sign_validates_asks_pin_and_queues_in_outbox(qtbot, editor, ws):
     assert ws.outbox_pending() == 2
 
 
+@pytest.mark.parametrize("edit_during_pin", [False, True])
+def test_sr_is_built_while_the_pin_is_typed(qtbot, editor, ws, edit_during_pin):
+    """The editor starts building the SR before it asks for the PIN; signing uses that SR unless the report
+    changed meanwhile (e.g. dictation into the report while the PIN prompt is up), and then builds it anew."""
+    import io
+
+    import pydicom
+
+    from reporting.sr import narrative_from_sr
+
+    futures = []
+    real = ws.prepare_signing
+    ws.prepare_signing = lambda r: futures.append(real(r)) or futures[-1]
+    editor.apply_macro()
+    editor.report.set_field("indication", "Cough")
+    editor.report.set_field("impression", "No acute cardiopulmonary findings.")
+
+    def pin(_prompt):
+        if edit_during_pin:
+            futures[0].result(timeout=30)  # the prepared SR holds the text before this change
+            editor.report.set_field("impression", "Changed while the PIN prompt was up.")
+        return "123456"
+
+    editor._ask_pin = pin
+    with qtbot.waitSignal(editor.report_signed, timeout=30000) as signed:
+        assert editor.sign()
+    prepared = futures[0].result(timeout=30)
+    result = signed.args[0]
+    assert prepared is not None and prepared.used is not edit_during_pin
+    assert (result.record.sr["sop_instance_uid"] == prepared.sop_uid) is not edit_during_pin
+    sr = pydicom.dcmread(io.BytesIO(result.outbox_item.part10()[0]))
+    impression = "Changed while the PIN prompt was up." if edit_during_pin else "No acute cardiopulmonary findings."
+    assert impression in str(narrative_from_sr(sr))
+
+
 def test_wrong_pin_is_refused_in_words(qtbot, editor, ws):
     from reporting import signing
 

@@ -293,6 +293,36 @@ def test_claim_complete_after_restart_and_release(own_cloud, readroom_home, tmp_
     assert AuditTrail().verify() == len(actions)
 
 
+def test_store_and_complete_together_completes_only_after_the_store(own_cloud, readroom_home):
+    """The outbox's one-call delivery: the final-state Update goes out while the SR is being stored, but the
+    workitem becomes COMPLETED only after the STOW succeeded; a failed STOW leaves it IN PROGRESS for a retry."""
+    from io import BytesIO
+
+    from cloud_client.errors import ArchiveUnavailable
+
+    study = generate_uid()
+    uid = make_workitem(own_cloud, study, "reader1")
+    wl = WorklistClient(session_for(own_cloud, "reader1"))
+    wl.claim(uid)
+    sr = _tiny_sr(study)
+    buf = BytesIO()
+    sr.save_as(buf, enforce_file_format=True)
+    ref = (sr.SOPClassUID, sr.SOPInstanceUID, sr.SeriesInstanceUID, study)
+    sink = ArchiveSink(wl.session, wl)
+
+    def stow_down():
+        time.sleep(0.2)  # still storing while the Update is answered
+        raise ArchiveUnavailable(detail="test: archive down during the STOW")
+
+    with pytest.raises(ArchiveUnavailable):
+        wl.complete(uid, output_sop_refs=[ref], alongside=stow_down)
+    assert wl.get(uid).state == "IN PROGRESS" and wl.store.held(wl.session.base_url, "reader1")
+    sink.store_part10_and_complete([buf.getvalue()], [study], uid, [ref])
+    assert wl.get(uid).state == "COMPLETED"
+    found = wl.session.qido_instances(study)
+    assert any(row["00080018"]["Value"][0] == sr.SOPInstanceUID for row in found)
+
+
 def _tiny_sr(study_uid: str) -> pydicom.Dataset:
     from pydicom.dataset import Dataset, FileMetaDataset
 
