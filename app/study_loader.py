@@ -193,8 +193,9 @@ class StudyLoader:
                               on_metadata=on_metadata, cancel=cancelled)
         incomplete = [uid for uid, b in builders.items() if not b.complete]
         if incomplete and not cancelled.is_set():
-            # The retrieval ended with images missing (e.g. a prefetch of the same study was writing them):
-            # ask once more for those series; what is cached comes from the cache, the rest from the archive.
+            # The retrieval ended with images missing (the archive changed the study meanwhile, or an entry was
+            # found damaged): ask once more for those series; what is cached comes from the cache, the rest from
+            # the archive. (Instances a prefetch of the same study caches meanwhile are delivered by the fetch.)
             log.warning("%d series incomplete after retrieval; fetching them again", len(incomplete))
             result.retried = True
             self._fetch(study_uid, on_instance=on_instance, on_progress=on_progress, on_metadata=None,

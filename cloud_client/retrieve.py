@@ -459,7 +459,14 @@ class StudyFetcher:
         sops = [r.get("00080018", {}).get("Value", [None])[0] for r in rows]
         sops = [x for x in sops if x]
         with run.lock:
-            missing = [x for x in sops if x not in run.done and not self.cache.has(x)]
+            todo = [x for x in sops if x not in run.done]
+        # Cached since this fetch looked (e.g. by a prefetch of the same study running alongside): delivered from
+        # the cache, not skipped - the viewer must get every instance.
+        for x in todo:
+            if self.cache.has(x):
+                self._deliver_cached(run, x)
+        with run.lock:  # what is still not delivered (including a cache entry found damaged just now)
+            missing = [x for x in todo if x not in run.done]
         if not missing:
             return
         if len(missing) <= max(PER_INSTANCE_MAX, PER_INSTANCE_FRACTION * len(sops)) and len(missing) < len(sops):

@@ -390,6 +390,38 @@ def _small_study(cloud, n=4, rows=64) -> tuple[str, list[pydicom.Dataset]]:
     return study, dss
 
 
+def test_instances_cached_by_a_prefetch_during_a_fetch_are_delivered(own_cloud, readroom_home, monkeypatch):
+    """A prefetch of the same study caches instances after the reader's fetch looked at the cache: the fetch
+    must hand them to the viewer from the cache (it used to skip them, leaving the volume incomplete)."""
+    study, dss = _small_study(own_cloud, n=12)
+    cache = InstanceCache()
+    StudyFetcher(session_for(own_cloud, "reader1"), cache).fetch_study(study)  # the prefetch, done
+    everything = cache.cached_sop_uids(study)
+    assert len(everything) == 12
+    early = set(sorted(everything)[:3])  # what the reader's fetch saw when it started
+    monkeypatch.setattr(cache, "cached_sop_uids", lambda _study: set(early))
+    got = []
+    result = StudyFetcher(session_for(own_cloud, "reader1"), cache).fetch_study(
+        study, on_instance=lambda sop, ds: got.append((sop, ds.pixel_array.shape)))
+    assert sorted(sop for sop, _ in got) == sorted(everything)  # each once, none missing
+    # at most the priority (middle) slice, which goes out on its own request before the series is looked at
+    assert result.complete and result.fetched <= 1 and result.fetched + result.from_cache == 12
+    assert all(shape == (64, 64) for _, shape in got)
+
+
+def test_prefetch_and_reader_fetch_of_one_study_at_once(own_cloud, readroom_home):
+    study, dss = _small_study(own_cloud, n=40)
+    cache = InstanceCache()
+    fetcher = StudyFetcher(session_for(own_cloud, "reader1"), cache)
+    got: list[str] = []
+    pre = threading.Thread(target=lambda: fetcher.fetch_study(study, pin="prefetch"))
+    pre.start()
+    result = fetcher.fetch_study(study, on_instance=lambda sop, ds: got.append(sop))
+    pre.join(60)
+    assert sorted(got) == sorted(str(d.SOPInstanceUID) for d in dss) and result.complete
+    assert len(cache.instances(study)) == 40
+
+
 def test_prefetch_takes_the_most_urgent_assigned_studies(own_cloud, readroom_home):
     from cloud_client.prefetch import Prefetcher
 
