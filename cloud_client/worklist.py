@@ -466,7 +466,7 @@ class WorklistClient:
 
         ``output_sop_refs``: (sop_class_uid, sop_instance_uid, series_uid, study_uid) of the stored outputs.
         ``alongside``: work that must succeed before the workitem may be COMPLETED - storing those outputs - run
-        on another thread while the Update is sent (one round trip less); its error is raised, and the state
+        while the Update is sent from another thread (one round trip less); its error is raised, and the state
         is not changed, when it fails. Idempotent: completing an item that is already COMPLETED by us succeeds.
         """
         output_sop_refs = list(output_sop_refs)
@@ -477,14 +477,12 @@ class WorklistClient:
             raise NotHeld(workitem_uid)
         tuid = entry["tuid"]
         body = self.final_state_json(output_sop_refs, started=entry.get("claimed_at"), workitem_code=workitem_code)
-        side = self._side_pool().submit(alongside) if alongside is not None else None
         try:
             try:
-                try:
+                if alongside is None:
                     self._update(workitem_uid, tuid, body)
-                finally:
-                    if side is not None:
-                        side.result()  # the outputs are stored (or their error wins) before anything else
+                else:
+                    self._update_alongside(workitem_uid, tuid, body, alongside)
                 self._put_state(workitem_uid, tuid, COMPLETED)
             except RequestRejected as exc:
                 if exc.status not in (400, 409):
@@ -502,6 +500,23 @@ class WorklistClient:
             self.cache.unpin(study)
         self._audit("complete", SUCCESS, workitem_uid=workitem_uid, study_uids=_uids(study),
                     sop_count=len(output_sop_refs) or None)
+
+    def _update_alongside(self, workitem_uid: str, tuid: str, body: dict, alongside: Callable[[], None]) -> None:
+        """The final-state Update on a pool thread while ``alongside`` (the longer STOW) runs on this one, so
+        that it starts at once; both have finished on return. ``alongside``'s error wins over the Update's."""
+        update = self._side_pool().submit(self._update, workitem_uid, tuid, body)
+        first: BaseException | None = None
+        try:
+            alongside()
+        except BaseException as exc:  # noqa: BLE001 - raised below, once the Update has finished too
+            first = exc
+        try:
+            update.result()
+        except BaseException:
+            if first is None:
+                raise
+        if first is not None:
+            raise first
 
     def _side_pool(self) -> ThreadPoolExecutor:
         with self._side_lock:
