@@ -175,16 +175,21 @@ class Workstation:
                 log.info("The SR prepared during PIN entry is not used (%s)", type(exc).__name__)
         if report.is_addendum:
             result = workflow.sign_addendum(report, self.person(), pin, outbox=self.outbox, accept_warnings=True,
-                                            prepared=ready)
+                                            prepared=ready, outputs=False)
         else:
             result = workflow.sign_report(report, self.person(), pin, outbox=self.outbox,
                                           drafts=self.draft_store(),
                                           present_measurement_ids=self.present_measurement_ids(),
-                                          accept_warnings=True, prepared=ready)
+                                          accept_warnings=True, prepared=ready, outputs=False)
         self.audit.record("report-signed", self.user, SUCCESS, study_uids=[report.study.study_uid],
                           workitem_uid=report.study.workitem_uid or None)
         if self.outbox_worker is not None:
-            self.outbox_worker.wake()
+            self.outbox_worker.wake()  # the SR goes out now; its PDF / FHIR / HL7 renderings are made meanwhile
+        try:
+            workflow.write_outputs(result.record)
+        except Exception as exc:  # noqa: BLE001 - signed and queued; read_output() makes them when asked
+            log.warning("The report is signed and queued; its PDF/FHIR/HL7 copies will be made when needed (%s)",
+                        type(exc).__name__)
         return result
 
     def start_addendum(self, report):
