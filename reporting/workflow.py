@@ -32,13 +32,7 @@ from .hl7 import build_oru
 from .model import Person, PriorDocument, Report, ReportState, now_iso
 from .outbox import Outbox, OutboxItem, SopRef, _dcm_bytes
 from .pdf import render_pdf
-from .sr import (
-    ENHANCED_SR,
-    build_report_sr,
-    narrative_from_report,
-    narrative_from_sr,
-    predecessor_dataset,
-)
+from .sr import ENHANCED_SR, build_report_sr, narrative_from_report, narrative_from_sr, predecessor_dataset
 from .templates import TemplateLibrary
 from .validation import ValidationResult, validate
 

@@ -151,7 +151,7 @@ def test_sign_validates_asks_pin_and_queues_in_outbox(qtbot, editor, ws):
         assert editor.sign()
     assert editor.report.state.value == "final"
     assert ws.outbox_pending() == 1                            # durable before any network call
-    from reporting.workflow import OUTPUT_NAMES, _outputs_dir   # PDF / FHIR / HL7 made once the SR is queued
+    from reporting.workflow import OUTPUT_NAMES, _outputs_dir  # PDF / FHIR / HL7 made once the SR is queued
 
     assert all((_outputs_dir(signed.args[0].record) / name).is_file() for name in OUTPUT_NAMES)
     assert not editor.sign_button.isEnabled() and editor.addendum_button.isEnabled()

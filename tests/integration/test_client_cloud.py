@@ -393,7 +393,7 @@ def _small_study(cloud, n=4, rows=64) -> tuple[str, list[pydicom.Dataset]]:
 def test_instances_cached_by_a_prefetch_during_a_fetch_are_delivered(own_cloud, readroom_home, monkeypatch):
     """A prefetch of the same study caches instances after the reader's fetch looked at the cache: the fetch
     must hand them to the viewer from the cache (it used to skip them, leaving the volume incomplete)."""
-    study, dss = _small_study(own_cloud, n=12)
+    study, _ = _small_study(own_cloud, n=12)
     cache = InstanceCache()
     StudyFetcher(session_for(own_cloud, "reader1"), cache).fetch_study(study)  # the prefetch, done
     everything = cache.cached_sop_uids(study)
