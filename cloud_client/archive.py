@@ -10,7 +10,7 @@ other refusals raise :class:`RequestRejected` (the outbox should park the item a
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import pydicom
 
@@ -59,9 +59,17 @@ class ArchiveSink:
         self.worklist.complete(workitem_uid, output_sop_refs=output_sop_refs)
 
     def store_part10_and_complete(self, blobs: Sequence[bytes], study_uids: Iterable[str], workitem_uid: str,
-                                  output_sop_refs: list[SopRef]) -> None:
+                                  output_sop_refs: list[SopRef], on_stored: Callable[[], None] | None = None
+                                  ) -> None:
         """:meth:`store_part10`, then COMPLETED as :meth:`complete_workitem` - the workitem's final-state Update
-        sent while the objects are being stored (it only names them; the state changes after both succeeded)."""
+        sent while the objects are being stored (it only names them; the state changes after both succeeded).
+        The objects are stored even when this workstation no longer holds the workitem. ``on_stored`` is called
+        once they are (before the workitem is completed)."""
         study_uids = list(study_uids)
-        self.worklist.complete(workitem_uid, output_sop_refs=output_sop_refs,
-                               alongside=lambda: self.store_part10(blobs, study_uids))
+
+        def store() -> None:
+            self.store_part10(blobs, study_uids)
+            if on_stored is not None:
+                on_stored()
+
+        self.worklist.complete(workitem_uid, output_sop_refs=output_sop_refs, alongside=store)

@@ -259,6 +259,15 @@ class TransactionStore:
             return [v["workitem_uid"] for k, v in self._read().items() if k.startswith(prefix)]
 
 
+class _AlongsideFailed(Exception):
+    """Carries the error of :meth:`WorklistClient.complete`'s ``alongside`` work past the handling meant for
+    the UPS requests (a 400/409 there may mean "already COMPLETED"; from a STOW it never does)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
+
+
 class WorklistClient:
     """UPS-RS worklist for one reader. ``cache`` (optional InstanceCache) is unpinned on complete/release."""
 
@@ -472,6 +481,8 @@ class WorklistClient:
         output_sop_refs = list(output_sop_refs)
         entry = self._held_entry(workitem_uid)  # one read of the local store: TUID, claim time, study
         if entry is None:
+            if alongside is not None:
+                alongside()  # the outputs are stored whatever became of the workitem (e.g. a second signed SR)
             if self.get(workitem_uid).state == COMPLETED:
                 return  # a retry after success (e.g. by the outbox): nothing left to do
             raise NotHeld(workitem_uid)
@@ -479,20 +490,23 @@ class WorklistClient:
         body = self.final_state_json(output_sop_refs, started=entry.get("claimed_at"), workitem_code=workitem_code)
         try:
             try:
-                if alongside is None:
-                    self._update(workitem_uid, tuid, body)
-                else:
-                    self._update_alongside(workitem_uid, tuid, body, alongside)
-                self._put_state(workitem_uid, tuid, COMPLETED)
-            except RequestRejected as exc:
-                if exc.status not in (400, 409):
-                    raise
-                item = self.get(workitem_uid)  # a retry after a dropped answer: is it already done?
-                if item.state != COMPLETED:
-                    raise
-        except CloudError as exc:
-            self._audit("complete", FAILURE, workitem_uid=workitem_uid, detail=type(exc).__name__)
-            raise
+                try:
+                    if alongside is None:
+                        self._update(workitem_uid, tuid, body)
+                    else:
+                        self._update_alongside(workitem_uid, tuid, body, alongside)
+                    self._put_state(workitem_uid, tuid, COMPLETED)
+                except RequestRejected as exc:
+                    if exc.status not in (400, 409):
+                        raise
+                    item = self.get(workitem_uid)  # a retry after a dropped answer: is it already done?
+                    if item.state != COMPLETED:
+                        raise
+            except CloudError as exc:
+                self._audit("complete", FAILURE, workitem_uid=workitem_uid, detail=type(exc).__name__)
+                raise
+        except _AlongsideFailed as failed:  # the outputs were not stored: their own error, as it was raised
+            raise failed.error from None
         # the study was saved at claim time; only entries written by older versions need the lookup
         study = entry.get("study_uid") or self._study_of(workitem_uid)
         self.store.remove(self.session.base_url, self.user, workitem_uid)
@@ -515,8 +529,8 @@ class WorklistClient:
         except BaseException:
             if first is None:
                 raise
-        if first is not None:
-            raise first
+        if first is not None:  # kept apart from the Update's errors (see complete())
+            raise _AlongsideFailed(first)
 
     def _side_pool(self) -> ThreadPoolExecutor:
         with self._side_lock:

@@ -65,8 +65,9 @@ class ReportSink(Protocol):
 
     # Optional: ``store_part10(blobs, study_uids)`` stores the persisted Part 10 bytes as they are (no decode and
     # re-encode); the outbox uses it when the sink has it, else ``store(datasets)``.
-    # Optional: ``store_part10_and_complete(blobs, study_uids, workitem_uid, output_sop_refs)`` does both steps in
-    # one call (the sink may overlap them, but completes the workitem only once the objects are stored).
+    # Optional: ``store_part10_and_complete(blobs, study_uids, workitem_uid, output_sop_refs, on_stored)`` does both
+    # steps in one call (the sink may overlap them, but completes the workitem only once the objects are stored,
+    # and stores them even when the workitem is no longer held); ``on_stored()`` once they are stored.
 
 
 def _dcm_bytes(ds: Dataset) -> bytes:
@@ -322,7 +323,8 @@ class Outbox:
             both = getattr(sink, "store_part10_and_complete", None)
             if both is not None and not item.stored and item.workitem_uid and not item.completed \
                     and len(item.study_uids) == len(item.datasets):
-                both(item.part10(), item.study_uids, item.workitem_uid, [item.sop])
+                both(item.part10(), item.study_uids, item.workitem_uid, [item.sop],
+                     on_stored=lambda: setattr(item, "stored", True))  # kept if the completion then fails
                 item.stored = item.completed = True
             if not item.stored:
                 store_part10 = getattr(sink, "store_part10", None)

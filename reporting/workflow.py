@@ -114,10 +114,11 @@ def _predecessors(report: Report) -> list[Dataset] | None:
     return [predecessor_dataset(p.study_uid, p.series_uid, p.sop_class_uid, p.sop_instance_uid)]
 
 
-def _sr_key(report: Report, reader: Person, organization: str) -> str:
+def _sr_key(report: Report, reader: Person, organization: str, content: dict | None = None) -> str:
     """A digest of everything :func:`build_report_sr` makes the SR from (the report content - which includes its
-    study, template, predecessor and preliminary SR - the reader and the organisation), except the signing time."""
-    d = report.content_for_signing()
+    study, template, predecessor and preliminary SR - the reader and the organisation), except the signing time.
+    ``content``: the report's ``content_for_signing()`` when the caller already has it."""
+    d = content if content is not None else report.content_for_signing()
     blob = json.dumps([d, report.is_addendum, reader.name, reader.user_id, organization], sort_keys=True,
                       default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -228,14 +229,14 @@ def _sign(report: Report, reader: Person, pin: str, *, organization: str, outbox
         raise ValidationFailed(result)
     if result.warnings and not accept_warnings:
         raise NeedsConfirmation(result)
-    if prepared is not None and (prepared.used or prepared.key != _sr_key(report, reader, organization)):
+    content = report.content_for_signing()  # one snapshot for the key and the signature
+    if prepared is not None and (prepared.used or prepared.key != _sr_key(report, reader, organization, content)):
         prepared = None  # built from other content: not this report's SR
     signed_at = now_iso()
     if prepared is not None:
         series_uid, sop_uid = prepared.series_uid, prepared.sop_uid
     else:
         series_uid, sop_uid = generate_uid(), generate_uid()
-    content = report.content_for_signing()
     content["narrative"] = [[code, texts] for code, texts in narrative_from_report(report)]
     content["signed_at"] = signed_at
     content["sr_sop_instance_uid"] = sop_uid

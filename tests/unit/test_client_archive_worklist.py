@@ -260,3 +260,83 @@ def test_claim_keeps_the_study_so_complete_needs_only_update_and_state(tmp_path)
         assert ups.requests == [("GET", "/dicom-web/workitems/2.25.1")]
     finally:
         ups.close()
+
+
+# -- the outbox's one-call delivery (STOW while the final-state Update is sent) -----------------------------------
+@pytest.fixture
+def fake_ups():
+    u = FakeUps()
+    yield u
+    u.close()
+
+
+def _queued_report(ups, tmp_path, combined=True, number=1):
+    from reporting.outbox import Outbox, OutboxItem, SopRef, _dcm_bytes
+    from tests.unit.test_client_cache import make_instance
+
+    sess = DicomWebSession(ServerProfile("t", ups.url, "reader2", timeout_s=2, connect_timeout_s=1), "pw")
+    sink = ArchiveSink(sess, audit=AuditTrail(tmp_path / "a.jsonl"))
+    if not combined:  # a sink without the one-call delivery: store, then complete
+        sink.store_part10_and_complete = None
+    ds = make_instance("1.2.3", pydicom.uid.generate_uid(), number)
+    item = OutboxItem.create_encoded("report", [_dcm_bytes(ds)], [SopRef(
+        str(ds.SOPClassUID), str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID), "1.2.3")], workitem_uid="2.25.1")
+    ob = Outbox()
+    ob.enqueue(item)
+    return sink, ob, item
+
+
+def _stows(ups):
+    return [r for r in ups.requests if r[0] == "POST" and r[1].endswith("/studies")]
+
+
+@pytest.mark.parametrize("combined", [True, False])
+@pytest.mark.parametrize("state", ["COMPLETED", "CANCELED"])
+def test_report_for_a_workitem_no_longer_held_is_still_stored(fake_ups, tmp_path, combined, state):
+    """E.g. a second signed report for one workitem, or a claim dropped elsewhere: the SR reaches the archive
+    before anything else is decided (found by review: the one-call delivery returned without storing)."""
+    sink, ob, item = _queued_report(fake_ups, tmp_path, combined)
+    fake_ups.state = state
+    delivered = ob.deliver_one(item.item_id, sink)
+    assert len(_stows(fake_ups)) == 1
+    if state == "COMPLETED":
+        assert delivered and not ob.items()
+    else:  # NotHeld: parked with the SR stored, so a retry does not store it again
+        assert not delivered and ob.items()[0].stored and not ob.items()[0].completed
+
+
+@pytest.mark.parametrize("status", [400, 409])
+def test_a_refused_stow_is_never_taken_for_an_already_completed_workitem(fake_ups, tmp_path, status):
+    from cloud_client.errors import RequestRejected
+
+    sink, ob, item = _queued_report(fake_ups, tmp_path)
+    sink.worklist.claim("2.25.1")
+    fake_ups.state = "COMPLETED"  # e.g. an earlier attempt's COMPLETED went through, its answer was lost
+
+    def refused(*_a, **_k):
+        raise RequestRejected("STOW refused", status=status)
+
+    sink.store_part10 = refused
+    assert not ob.deliver_one(item.item_id, sink)
+    left = ob.items()
+    assert len(left) == 1 and not left[0].stored and "refused" in left[0].last_error.lower()
+
+
+def test_stored_is_kept_when_the_completion_then_fails(fake_ups, tmp_path):
+    from cloud_client.errors import ArchiveUnavailable
+
+    sink, ob, item = _queued_report(fake_ups, tmp_path)
+    sink.worklist.claim("2.25.1")
+
+    def down(*_a, **_k):
+        raise ArchiveUnavailable(detail="test: worklist down")
+
+    sink.worklist._put_state = down
+    with pytest.raises(ArchiveUnavailable):
+        ob.deliver_one(item.item_id, sink)
+    left = ob.items()[0]
+    assert left.stored and not left.completed
+    fake_ups.requests.clear()
+    del sink.worklist._put_state  # the worklist is back
+    assert ob.deliver_one(item.item_id, sink)
+    assert not _stows(fake_ups) and fake_ups.state == "COMPLETED"  # the SR was not sent again
