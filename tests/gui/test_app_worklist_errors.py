@@ -1,16 +1,17 @@
 """Bad input gets a clear message and loses nothing: the archive answers 500 to a worklist refresh."""
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+
+from tests.fixtures.http import LocalServer
 
 pytestmark = pytest.mark.gui
 pytest.importorskip("pytestqt")
 
 
-class _Server:
+class _Server(LocalServer):
     """Answers every request with ``status`` and a body that quotes the query (as error pages can)."""
 
     def __init__(self):
@@ -29,13 +30,8 @@ class _Server:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/dicom-web"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serve(Handler)
+        self.base_url = f"{self.root}/dicom-web"
 
 
 @pytest.mark.parametrize("status", [500, 503])

@@ -11,6 +11,8 @@ import ssl
 import pytest
 import requests
 
+from tests.fixtures.cloud import wait_until
+
 pytestmark = pytest.mark.integration
 
 
@@ -94,10 +96,7 @@ def test_tls_front_door(tmp_path, real_data):
             events = WorklistEvents(session, lambda _m: None)
             assert events.channel_url().startswith("wss://127.0.0.1:")
             events.start()
-            deadline = time.monotonic() + 15
-            while events.state != CONNECTED and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert events.state == CONNECTED
+            assert wait_until(lambda: events.state == CONNECTED)
             events.stop()
     finally:
         c.stop()

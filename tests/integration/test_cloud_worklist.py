@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 
 import pytest
 import requests
 from pydicom.uid import generate_uid
 
 from cloud.ups import GLOBAL_SUBSCRIPTION, text
+from tests.fixtures.cloud import wait_until
 
 pytestmark = pytest.mark.integration
 DJ = {"Content-Type": "application/dicom+json"}
@@ -160,20 +160,14 @@ def test_client_worklist_events_push_new_assignments_and_fall_back_without_ups_e
         hospital = WorklistEvents(session, other.put, aet=subscriber_aet("reader1", "WARD02"))
         for e in (events, hospital):
             e.start()
-        deadline = time.monotonic() + 15
-        while not events.state == hospital.state == CONNECTED and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert events.state == hospital.state == CONNECTED
+        assert wait_until(lambda: events.state == hospital.state == CONNECTED)
         uid = new_item(c, performer="reader1")
         first = got.get(timeout=10)
         assert first["00001000"]["Value"] == [uid] and other.get(timeout=10)["00001000"]["Value"] == [uid]
         assert "00100010" not in first and "SYN-1" not in json.dumps(first)   # UIDs and states, no patient data
         events.stop()
         assert events._thread is None
-        deadline = time.monotonic() + 10
-        while states[-1] == CONNECTED and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert states[-1] != CONNECTED
+        assert wait_until(lambda: states[-1] != CONNECTED, timeout=10)
         # closing one workstation does not silence the reader's other one
         while not other.empty():
             other.get_nowait()
@@ -183,10 +177,7 @@ def test_client_worklist_events_push_new_assignments_and_fall_back_without_ups_e
         none = WorklistEvents(DicomWebSession(ServerProfile("t2", c.base_url, "reader1", workitems_path="nope"),
                                               password="reader1"), got.put)
         none.start()
-        deadline = time.monotonic() + 15
-        while none.state != UNSUPPORTED and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert none.state == UNSUPPORTED
+        assert wait_until(lambda: none.state == UNSUPPORTED)
         none.stop()
         none.session.close()
 

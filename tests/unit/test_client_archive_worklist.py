@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pydicom
 import pytest
@@ -15,10 +14,11 @@ from cloud_client.audit import AuditTrail
 from cloud_client.profiles import ServerProfile
 from cloud_client.session import DicomWebSession
 from cloud_client.worklist import WorklistClient, WorklistItem, parse_workitem
+from tests.fixtures.http import LocalServer
 from tests.unit.test_client_cache import make_instance
 
 
-class StowServer:
+class StowServer(LocalServer):
     def __init__(self):
         self.status = 200
         self.bodies: list[bytes] = []
@@ -40,13 +40,8 @@ class StowServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/dicom-web"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serve(H)
+        self.url = f"{self.root}/dicom-web"
 
 
 @pytest.fixture
@@ -194,7 +189,7 @@ def test_transaction_store_survives_concurrent_processes(tmp_path):
     assert len(held) == 80
 
 
-class FakeUps:
+class FakeUps(LocalServer):
     """A minimal UPS-RS server for one workitem that records every request (method, path)."""
 
     def __init__(self):
@@ -233,13 +228,8 @@ class FakeUps:
                 self._record()
                 self._answer(200, {})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/dicom-web"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serve(H)
+        self.url = f"{self.root}/dicom-web"
 
 
 def test_claim_keeps_the_study_so_complete_needs_only_update_and_state(tmp_path):

@@ -8,7 +8,7 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -22,10 +22,11 @@ from cloud_client.errors import ArchiveUnavailable, AuthError, FetchCancelled, N
 from cloud_client.profiles import ServerProfile
 from cloud_client.retrieve import StudyFetcher
 from cloud_client.session import DicomWebSession
+from tests.fixtures.http import LocalServer
 from tests.unit.test_client_cache import make_instance
 
 
-class FakeArchive:
+class FakeArchive(LocalServer):
     """A tiny WADO-RS/QIDO-RS server over a fixed study, with fault knobs."""
 
     def __init__(self, series_sizes=(40, 6)) -> None:
@@ -56,16 +57,9 @@ class FakeArchive:
             def do_GET(self):
                 archive._handle(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.serve(Handler)
         self.httpd.handle_error = lambda request, address: None  # clients hanging up mid-stream is expected
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/dicom-web"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.base_url = f"{self.root}/dicom-web"
 
     def all_sops(self):
         return [ds.SOPInstanceUID for dss in self.series.values() for ds in dss]
