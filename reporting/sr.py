@@ -196,15 +196,22 @@ def build_report_sr(report: Report, *, reader_name: str, organization: str, veri
     return sr
 
 
+def signing_time_values(verified_at: str) -> dict[str, str]:
+    """The SR's values for the time of signing (ISO ``verified_at``): Content Date, Content Time and the
+    verifying observer's Verification DateTime, as DICOM text."""
+    when = _dt.datetime.fromisoformat(verified_at)
+    return {"content_date": when.strftime("%Y%m%d"), "content_time": when.strftime("%H%M%S"),
+            "verification": when.strftime("%Y%m%d%H%M%S")}
+
+
 def stamp_signing_time(sr: Dataset, verified_at: str, *, preliminary: bool = False) -> None:
     """Set the time of signing (ISO ``verified_at``) on a report SR: Content Date/Time and, unless preliminary,
-    the Verification DateTime of its verifying observer. The only attributes of the SR that depend on when it was
-    signed (besides its UIDs), so an SR built ahead of signing is completed by this alone."""
-    when = _dt.datetime.fromisoformat(verified_at)
+    the Verification DateTime of its verifying observer - the attributes of the SR that depend on when it was
+    signed (besides its UIDs and creation times)."""
+    v = signing_time_values(verified_at)
     if not preliminary:
-        sr.VerifyingObserverSequence[0].VerificationDateTime = when.strftime("%Y%m%d%H%M%S")
-    sr.ContentDate = when.strftime("%Y%m%d")
-    sr.ContentTime = when.strftime("%H%M%S")
+        sr.VerifyingObserverSequence[0].VerificationDateTime = v["verification"]
+    sr.ContentDate, sr.ContentTime = v["content_date"], v["content_time"]
 
 
 def predecessor_dataset(study_uid: str, series_uid: str, sop_class_uid: str, sop_instance_uid: str,

@@ -32,7 +32,14 @@ from .hl7 import build_oru
 from .model import Person, PriorDocument, Report, ReportState, now_iso
 from .outbox import Outbox, OutboxItem, SopRef, _dcm_bytes
 from .pdf import render_pdf
-from .sr import ENHANCED_SR, build_report_sr, narrative_from_report, narrative_from_sr, predecessor_dataset
+from .sr import (
+    ENHANCED_SR,
+    build_report_sr,
+    narrative_from_report,
+    narrative_from_sr,
+    predecessor_dataset,
+    signing_time_values,
+)
 from .templates import TemplateLibrary
 from .validation import ValidationResult, validate
 
@@ -151,9 +158,8 @@ class PreparedSR:
         """The SR signed at ``signed_at`` (ISO): Content Date/Time and Verification DateTime as
         :func:`~reporting.sr.stamp_signing_time` sets them; Instance Creation and Contribution DateTime: now,
         as highdicom sets them when it builds an SR."""
-        when, now = _dt.datetime.fromisoformat(signed_at), _dt.datetime.now()
-        values = {"content_date": when.strftime("%Y%m%d"), "content_time": when.strftime("%H%M%S"),
-                  "verification": when.strftime("%Y%m%d%H%M%S"), "created_date": now.strftime("%Y%m%d"),
+        now = _dt.datetime.now()
+        values = {**signing_time_values(signed_at), "created_date": now.strftime("%Y%m%d"),
                   "created_time": now.strftime("%H%M%S.%f"), "contribution": now.strftime("%Y%m%d%H%M%S.%f")}
         buf = bytearray(self.part10)
         for name, places in self.slots.items():
