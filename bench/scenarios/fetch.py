@@ -64,12 +64,13 @@ def run(ctx: Context) -> list[Result]:
         state["dir"] = tempfile.mkdtemp(dir=ctx.workdir, prefix="fetch-cache-")
         state["cache"] = InstanceCache(Path(state["dir"]), vault=vault, max_bytes=0)
 
-    def ours():
-        fetcher = StudyFetcher(session, state["cache"], audit=audit, decode=True)
+    def ours(fast_part10: bool = True):
+        fetcher = StudyFetcher(session, state["cache"], audit=audit, decode=True, fast_part10=fast_part10)
         arrays = []
         result = fetcher.fetch_study(study, on_instance=lambda sop, ds: arrays.append(ds.pixel_array))
         assert result.complete and len(arrays) == 300, result
-        firsts.append(result.first_instance_s)
+        if fast_part10:
+            firsts.append(result.first_instance_s)
 
     def ours_cache_only():
         # the prefetch path: no consumer, so only headers are parsed; bytes go encrypted into the cache
@@ -94,15 +95,18 @@ def run(ctx: Context) -> list[Result]:
                         f"{cloud.base_url}/studies/{study}/series/{series}"], check=True)
 
     # Interleaved rounds (floor, comparison, ours) so that load from other processes hits all three alike.
-    times: dict[str, list[float]] = {"ours": [], "comp": [], "floor": [], "ours_raw": [], "comp_raw": []}
+    times: dict[str, list[float]] = {"ours": [], "comp": [], "floor": [], "ours_raw": [], "comp_raw": [],
+                                     "ours_dcmread": []}
     for _ in range(ctx.repeat):
         times["floor"].append(median_time(curl_floor, 1))
         times["comp"].append(median_time(dicomweb_client_way, 1))
         times["ours"].append(median_time(ours, 1, setup=cold_cache))
         times["comp_raw"].append(median_time(lambda: dicomweb_client_way(decode=False), 1))
         times["ours_raw"].append(median_time(ours_cache_only, 1, setup=cold_cache))
-    ours_s, comp_s, floor_s, ours_raw_s, comp_raw_s = (
-        statistics.median(times[k]) for k in ("ours", "comp", "floor", "ours_raw", "comp_raw"))
+        times["ours_dcmread"].append(median_time(lambda: ours(fast_part10=False), 1, setup=cold_cache))
+    ours_s, comp_s, floor_s, ours_raw_s, comp_raw_s, ours_dcmread_s = (
+        statistics.median(times[k]) for k in ("ours", "comp", "floor", "ours_raw", "comp_raw", "ours_dcmread"))
+    parse_s, dcmread_s = _part10_reading(ctx, session, study, series)
     if state.get("dir"):
         state["cache"].close()
         shutil.rmtree(state["dir"], ignore_errors=True)
@@ -119,4 +123,26 @@ def run(ctx: Context) -> list[Result]:
                floor="curl multipart -> /dev/null", floor_s=floor_s),
         Result("fetch: time to first (middle) slice", first_s, "full fetch (ours)", ours_s,
                note="target: ratio < 0.10"),
+        Result("fetch: full fetch, parts read by cloud_client.part10", ours_s,
+               "the same fetch, parts read by pydicom.dcmread (library path)", ours_dcmread_s),
+        Result("fetch: reading 300 received parts (no network), part10.read_part10", parse_s,
+               "pydicom.dcmread of the same bytes", dcmread_s),
     ]
+
+
+def _part10_reading(ctx: Context, session, study: str, series: str) -> tuple[float, float]:
+    """Reading the series' 300 Part 10 parts as received, ours against pydicom.dcmread (library path)."""
+    import io
+
+    from cloud_client.multipart import boundary_of, iter_parts
+    from cloud_client.part10 import read_part10
+
+    resp = session.http.get(session.url(f"studies/{study}/series/{series}"), stream=True,
+                            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+    resp.raise_for_status()
+    parts = [body for _, body in iter_parts(resp.iter_content(1 << 20), boundary_of(resp.headers["Content-Type"]))]
+    resp.close()
+    assert len(parts) == 300
+    ours = median_time(lambda: [read_part10(b) for b in parts], ctx.repeat)
+    library = median_time(lambda: [pydicom.dcmread(io.BytesIO(b)) for b in parts], ctx.repeat)
+    return ours, library

@@ -1,0 +1,257 @@
+"""The fetch's fast Part 10 reader must give exactly what pydicom.dcmread gives: the same raw elements (tag, VR,
+length, value bytes, offset), the same converted values, the same file meta, preamble and encodings - on
+real-world files, on pydicom's own test files, and on re-encodings that exercise implicit VR, undefined-length
+sequences, encapsulated pixel data, character sets and truncation. Also its helpers: convert_now (pydicom's
+values, converted ahead), pixel_ids (= pydicom's get_image_pixel_ids) and quick_value."""
+import copy
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pydicom.data
+import pytest
+from pydicom.dataelem import RawDataElement
+from pydicom.pixels.utils import get_image_pixel_ids
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from cloud_client import part10
+from cloud_client.part10 import convert_now, pixel_ids, quick_value, read_part10
+from cloud_client.retrieve import _QUICK_TAGS, decode_pixels
+
+PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
+CHARSET_FILES = Path(pydicom.data.__file__).parent / "charset_files"
+
+
+def _corpus(real_data: Path) -> list[tuple[str, bytes]]:
+    files = sorted(real_data.rglob("*.dcm")) + sorted(PYDICOM_FILES.rglob("*.dcm")) \
+        + sorted(CHARSET_FILES.glob("*.dcm"))
+    return [(f.name, f.read_bytes()) for f in files]
+
+
+def _reencoded(data: bytes) -> list[tuple[str, bytes]]:
+    """The same dataset as implicit VR little endian and with every sequence written with undefined length."""
+    out = []
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - not every corpus file is readable without force
+        return out
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        return out
+    for name, syntax, undefined in (("implicit", ImplicitVRLittleEndian, False),
+                                    ("undefined-sq", ExplicitVRLittleEndian, True),
+                                    ("implicit-undefined-sq", ImplicitVRLittleEndian, True)):
+        d = copy.deepcopy(ds)
+        if undefined:
+            def mark(dataset):
+                for elem in dataset:
+                    if elem.VR == "SQ":
+                        elem.is_undefined_length = True
+                        for item in elem.value:
+                            item.is_undefined_length_sequence_item = True
+                            mark(item)
+            mark(d)
+        buf = io.BytesIO()
+        try:
+            d.save_as(buf, implicit_vr=syntax.is_implicit_VR, little_endian=True, enforce_file_format=True)
+        except Exception:  # noqa: BLE001, S112 - a dataset pydicom cannot re-encode is not a case for this test
+            continue
+        blob = bytearray(buf.getvalue())
+        # save_as keeps the original file meta: state the syntax the bytes now have
+        meta = pydicom.dcmread(io.BytesIO(bytes(blob)), stop_before_pixels=True).file_meta
+        if meta.TransferSyntaxUID != syntax:
+            d.file_meta.TransferSyntaxUID = syntax
+            buf = io.BytesIO()
+            d.save_as(buf, implicit_vr=syntax.is_implicit_VR, little_endian=True, enforce_file_format=True)
+            blob = bytearray(buf.getvalue())
+        out.append((name, bytes(blob)))
+    return out
+
+
+def _converted(ds, tag):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            elem = ds[tag]
+            return elem.VR, elem.value
+        except Exception as exc:  # noqa: BLE001 - pydicom cannot convert it: the other must fail alike
+            return "error", type(exc)
+
+
+def _same_dataset(mine, ref, where="") -> None:
+    assert type(mine) is type(ref), where
+    assert list(mine._dict) == list(ref._dict), where  # same tags, same order
+    for tag in ref._dict:
+        a, b = mine._dict[tag], ref._dict[tag]
+        if isinstance(a, RawDataElement) != isinstance(b, RawDataElement):  # one converted already: values
+            assert _converted(mine, tag) == _converted(ref, tag), (where, tag)
+            continue
+        if isinstance(b, RawDataElement):
+            assert isinstance(a, RawDataElement), (where, tag)
+            assert tuple(a) == tuple(b), (where, tag)  # tag, VR, length, value bytes, value_tell, flags
+            assert type(a.value) is type(b.value), (where, tag)
+            continue
+        assert a.VR == b.VR and a.is_undefined_length == b.is_undefined_length, (where, tag)
+        if b.VR == "SQ":
+            assert len(a.value) == len(b.value), (where, tag)
+            for i, (x, y) in enumerate(zip(a.value, b.value, strict=True)):
+                _same_dataset(x, y, f"{where}/{tag}[{i}]")
+        else:
+            assert a.value == b.value, (where, tag)
+
+
+def _same_result(data: bytes, name: str, stop_before_pixels: bool = False) -> bool:
+    """read_part10 and dcmread agree on these bytes (including failing the same way). True if it took the
+    fast path."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ref = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels)
+        except Exception as exc:  # noqa: BLE001
+            with pytest.raises(type(exc)):
+                read_part10(data, stop_before_pixels=stop_before_pixels)
+            return False
+        try:
+            part10._read(data, stop_before_pixels)
+            fast = True
+        except part10._Unusual:
+            fast = False
+        mine = read_part10(data, stop_before_pixels=stop_before_pixels)
+    _same_dataset(mine.file_meta, ref.file_meta, f"{name} meta")
+    _same_dataset(mine, ref, name)
+    assert mine.preamble == ref.preamble, name
+    assert (mine.is_implicit_VR, mine.is_little_endian) == (ref.is_implicit_VR, ref.is_little_endian), name
+    assert mine.original_encoding == ref.original_encoding, name
+    assert mine.original_character_set == ref.original_character_set, name
+    assert mine.file_meta.original_encoding == ref.file_meta.original_encoding, name
+    assert mine.buffer.tell() == ref.buffer.tell(), name
+    # converted values agree too (text in the file's character set, numbers, UIDs, sequences)
+    for tag in list(ref._dict):
+        got, want = _converted(mine, tag), _converted(ref, tag)
+        if want[0] == "SQ":
+            assert got[0] == "SQ" and len(got[1]) == len(want[1]), (name, tag)
+        else:
+            assert got == want or (got[1] != got[1] and want[1] != want[1]), (name, tag)
+    return fast
+
+
+@pytest.mark.parametrize("stop_before_pixels", [False, True])
+def test_same_as_dcmread_on_real_and_pydicom_files(real_data, stop_before_pixels):
+    corpus = _corpus(real_data)
+    fast = sum(_same_result(data, name, stop_before_pixels) for name, data in corpus)
+    assert len(corpus) > 150
+    assert fast > 0.7 * len(corpus), fast  # the fast path is what most of them take
+
+
+def test_same_as_dcmread_on_implicit_vr_and_undefined_length_sequences(real_data):
+    cases = [(f"{name}:{kind}", blob) for name, data in _corpus(real_data)[::3] for kind, blob in _reencoded(data)]
+    kinds = {c[0].rsplit(":", 1)[1] for c in cases}
+    assert kinds == {"implicit", "undefined-sq", "implicit-undefined-sq"}
+    fast = sum(_same_result(blob, name) for name, blob in cases)
+    assert fast > 0.8 * len(cases), (fast, len(cases))
+
+
+def test_encapsulated_character_sets_and_the_demo_series_take_the_fast_path(real_data, tmp_path):
+    from cloud.demo_data import write_ct_series
+
+    files = write_ct_series(tmp_path, n_slices=3, rows=64, cols=64, key="part10")
+    cases = [f.read_bytes() for f in files]
+    cases += [p.read_bytes() for p in sorted(real_data.rglob("*.dcm"))
+              if pydicom.dcmread(p, stop_before_pixels=True, force=True).get("file_meta", None) is not None
+              and getattr(pydicom.dcmread(p, stop_before_pixels=True, force=True).file_meta,
+                          "TransferSyntaxUID", ExplicitVRLittleEndian).is_encapsulated][:5]
+    cases += [p.read_bytes() for p in sorted(CHARSET_FILES.glob("*.dcm"))]
+    assert len(cases) > 15
+    for i, data in enumerate(cases):
+        part10._read(data)  # raises _Unusual if it would fall back
+        assert _same_result(data, f"case {i}")
+
+
+@pytest.mark.parametrize("cut", [1, 7, 100, 1000, 5000])
+def test_truncated_and_foreign_bytes_behave_as_dcmread(tmp_path, cut):
+    from cloud.demo_data import write_ct_series
+
+    data = write_ct_series(tmp_path, n_slices=1, rows=32, cols=32, key="cut")[0].read_bytes()
+    _same_result(data[:-cut], f"cut {cut}")
+    _same_result(data[: 140 + cut], f"head {cut}")
+    with pytest.raises(pydicom.errors.InvalidDicomError):
+        read_part10(b"<html>502 Bad Gateway</html>" * 10)
+    big_endian = bytearray(data)
+    _same_result(bytes(big_endian).replace(b"1.2.840.10008.1.2.1\0", b"1.2.840.10008.1.2.2\0", 1), "big endian")
+
+
+def test_convert_now_gives_pydicom_values_and_pixel_ids_match(real_data):
+    checked = 0
+    for name, data in _corpus(real_data):
+        try:
+            ref = pydicom.dcmread(io.BytesIO(data))
+        except Exception:  # noqa: BLE001, S112
+            continue
+        mine = read_part10(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            convert_now(mine, _QUICK_TAGS)
+            assert pixel_ids(mine) == get_image_pixel_ids(mine), name
+            for tag in _QUICK_TAGS:
+                if tag not in ref:
+                    continue
+                try:
+                    want = ref[tag]
+                except Exception:  # noqa: BLE001, S112 - pydicom cannot convert it; left raw for pydicom
+                    continue
+                got = mine[tag]
+                assert (got.VR, type(got.value), got.value) == (want.VR, type(want.value), want.value), (name, tag)
+                checked += 1
+    assert checked > 500
+
+
+def test_quick_value_reads_what_pydicom_converts(real_data):
+    checked = 0
+    for name, data in _corpus(real_data):
+        try:
+            ref = pydicom.dcmread(io.BytesIO(data))
+        except Exception:  # noqa: BLE001, S112
+            continue
+        mine = read_part10(data)
+        for tag, kind in ((0x00280010, "US"), (0x00280011, "US"), (0x00280100, "US"), (0x00280101, "US"),
+                          (0x00280103, "US"), (0x00280002, "US"), (0x00280004, "CS"), (0x00280008, "IS")):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    want = ref[tag].value if tag in ref else None
+                except Exception:  # noqa: BLE001, S112
+                    continue
+                got = quick_value(mine, tag, kind, None)
+            if want in (None, "", b""):
+                assert got is None, (name, tag)
+            else:
+                assert got == want, (name, tag, got, want)
+            checked += 1
+    assert checked > 600
+
+
+def test_decoded_pixels_are_kept_and_pydicom_sees_them_current(real_data):
+    """After the fetch's decode, ds.pixel_array returns the kept array (pydicom's own check passes), and a change
+    of Pixel Data makes pydicom decode again."""
+    used = 0
+    for f in sorted(real_data.rglob("*.dcm")):
+        data = f.read_bytes()
+        try:
+            ref = pydicom.dcmread(io.BytesIO(data))
+            want = ref.pixel_array
+        except Exception:  # noqa: BLE001, S112 - no pixels, or no decoder for them
+            continue
+        ds = read_part10(data)
+        convert_now(ds, _QUICK_TAGS)
+        decode_pixels(ds)
+        kept = ds._pixel_array
+        got = ds.pixel_array
+        assert got is kept and np.array_equal(got, want) and got.dtype == want.dtype, f.name
+        used += 1
+        if ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian and ds.get("BitsAllocated") == 16 \
+                and ds.get("SamplesPerPixel", 1) == 1 and int(ds.get("NumberOfFrames") or 1) == 1:
+            ds.PixelData = bytes(len(ds.PixelData))
+            assert ds.pixel_array is not kept and not ds.pixel_array.any(), f.name
+    assert used > 40
