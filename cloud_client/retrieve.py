@@ -590,6 +590,7 @@ class StudyFetcher:
             except KeyError:  # damaged entry dropped by the cache: fetch it again
                 run.unclaim(sop)
                 return
+            convert_now(ds, _QUICK_TAGS)
             if self.decode and "PixelData" in ds:
                 decode_pixels(ds)
             run.delivered(sop, 0, cached=True)
