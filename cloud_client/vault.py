@@ -61,15 +61,19 @@ class Vault:
         return self.decrypt(Path(path).read_bytes(), purpose)
 
 
-def atomic_write(path: Path, blob: bytes) -> None:
-    """Write ``blob`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+def atomic_write(path: Path, blob: bytes, *, durable: bool = True) -> None:
+    """Write ``blob`` to ``path`` so that readers see the old file or the whole new one, never a part.
+
+    ``durable``: on disk before returning (the file and the directory entry fsynced). Without it the change is
+    still atomic, but a power cut may undo it: only for changes whose loss is harmless."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(blob)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -77,6 +81,8 @@ def atomic_write(path: Path, blob: bytes) -> None:
         except OSError:
             pass
         raise
+    if not durable:
+        return
     try:
         dfd = os.open(path.parent, os.O_RDONLY)
         try:

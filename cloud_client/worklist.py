@@ -247,11 +247,15 @@ class TransactionStore:
             data[self._key(server, user, workitem_uid)] = entry
             atomic_write(self.path, json.dumps(data, indent=1).encode())
 
-    def remove(self, server: str, user: str, workitem_uid: str) -> None:
+    def remove(self, server: str, user: str, workitem_uid: str, *, durable: bool = True) -> None:
+        """Forget a claim. ``durable=False`` (atomic, not fsynced) is for a workitem in a final state
+        (COMPLETED): a claim that comes back after a power cut is then harmless - the worklist finds the workitem
+        COMPLETED and forgets it again, and completing it again succeeds - so completing waits for no disk. A
+        released claim must not come back (someone else may hold the workitem by then): durable."""
         with self._lock:
             data = self._read()
             if data.pop(self._key(server, user, workitem_uid), None) is not None:
-                atomic_write(self.path, json.dumps(data, indent=1).encode())
+                atomic_write(self.path, json.dumps(data, indent=1).encode(), durable=durable)
 
     def held(self, server: str, user: str) -> list[str]:
         prefix = f"{server}|{user}|"
@@ -509,7 +513,7 @@ class WorklistClient:
             raise failed.error from None
         # the study was saved at claim time; only entries written by older versions need the lookup
         study = entry.get("study_uid") or self._study_of(workitem_uid)
-        self.store.remove(self.session.base_url, self.user, workitem_uid)
+        self.store.remove(self.session.base_url, self.user, workitem_uid, durable=False)  # COMPLETED is final
         if self.cache is not None and study:
             self.cache.unpin(study)
         self._audit("complete", SUCCESS, workitem_uid=workitem_uid, study_uids=_uids(study),

@@ -323,6 +323,34 @@ def test_store_and_complete_together_completes_only_after_the_store(own_cloud, r
     assert any(row["00080018"]["Value"][0] == sr.SOPInstanceUID for row in found)
 
 
+def test_a_completed_claim_that_comes_back_after_a_power_cut_is_harmless(own_cloud, readroom_home):
+    """Completing forgets the claim without waiting for the disk (no fsync). If a power cut undoes that, the
+    restored claim names a COMPLETED workitem: completing again succeeds, and the worklist forgets it."""
+    from io import BytesIO
+
+    study = generate_uid()
+    uid = make_workitem(own_cloud, study, "reader1")
+    wl = WorklistClient(session_for(own_cloud, "reader1"))
+    wl.claim(uid)
+    before_cut = wl.store.path.read_bytes()  # what the disk may still hold after the cut
+    sr = _tiny_sr(study)
+    buf = BytesIO()
+    sr.save_as(buf, enforce_file_format=True)
+    ref = (sr.SOPClassUID, sr.SOPInstanceUID, sr.SeriesInstanceUID, study)
+    ArchiveSink(wl.session, wl).store_part10_and_complete([buf.getvalue()], [study], uid, [ref])
+    assert wl.get(uid).state == "COMPLETED" and uid not in wl.store.held(wl.session.base_url, "reader1")
+
+    wl.store.path.write_bytes(before_cut)  # the removal was lost
+    again = WorklistClient(session_for(own_cloud, "reader1"))
+    assert uid in again.store.held(again.session.base_url, "reader1")
+    again.complete(uid, output_sop_refs=[ref])  # e.g. the outbox retrying: succeeds, changes nothing
+    assert again.get(uid).state == "COMPLETED"
+    assert uid not in again.store.held(again.session.base_url, "reader1")
+    again.store.path.write_bytes(before_cut)
+    assert uid not in {i.workitem_uid for i in again.my_items()}
+    assert uid not in again.store.held(again.session.base_url, "reader1")  # the worklist forgot it
+
+
 def _tiny_sr(study_uid: str) -> pydicom.Dataset:
     from pydicom.dataset import Dataset, FileMetaDataset
 
