@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filereader import read_sequence, read_undefined_length_value
 from pydicom.hooks import hooks
 from pydicom.tag import BaseTag, SequenceDelimiterTag
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 from pydicom.values import convert_string, convert_value
 
@@ -69,8 +69,8 @@ def _read(data: bytes, stop_before_pixels: bool = False) -> FileDataset:
     if len(data) < 144 or data[128:132] != b"DICM":
         raise _Unusual
     meta_raw, pos = _elements(data, 132, implicit=False, meta=True)
-    if not meta_raw:
-        raise _Unusual
+    if not meta_raw or pos >= len(data) or list(meta_raw) != sorted(meta_raw):
+        raise _Unusual  # no meta, nothing after it, or meta out of order: dcmread's own rules for those
     file_meta = FileMetaDataset(meta_raw)
     file_meta.set_original_encoding(False, True, default_encoding)
     if 0x00020010 not in meta_raw:
@@ -81,14 +81,14 @@ def _read(data: bytes, stop_before_pixels: bool = False) -> FileDataset:
         ts = file_meta.TransferSyntaxUID
     except Exception:  # noqa: BLE001 - e.g. implicit VR file meta: dcmread's own handling
         raise _Unusual from None
-    if not ts:
-        raise _Unusual
+    if not isinstance(ts, UID) or not ts.is_transfer_syntax:
+        raise _Unusual  # private, unknown (e.g. newer than pydicom), multi-valued or empty: dcmread's rules
     if ts == ImplicitVRLittleEndian:
         implicit = True
     elif ts == ExplicitVRLittleEndian or (ts.is_encapsulated and ts.is_little_endian and not ts.is_implicit_VR
                                            and not ts.is_deflated):
         implicit = False
-    else:  # big endian, deflate, private or unknown syntaxes: pydicom's rules
+    else:  # big endian, deflate
         raise _Unusual
     raw, end = _elements(data, pos, implicit=implicit, meta=False, stop_before_pixels=stop_before_pixels)
     buffer = io.BytesIO(data)
@@ -118,6 +118,8 @@ def _elements(data: bytes, pos: int, *, implicit: bool, meta: bool, stop_before_
         if pos + 8 > end:
             raise _Unusual  # truncated: pydicom decides what that means
         start = pos
+        if meta and data[pos] | data[pos + 1] << 8 != 2:
+            return out, start  # the end of the file meta (the dataset may be implicit VR: not decoded here)
         if implicit:
             group, elem, length = unpack_implicit(data, pos)
             vr = None
@@ -133,8 +135,8 @@ def _elements(data: bytes, pos: int, *, implicit: bool, meta: bool, stop_before_
                     raise _Unusual
                 length = unpack32(data, pos)[0]
                 pos += 4
-        if meta and group != 2:
-            return out, start
+        if not group and not meta:
+            raise _Unusual  # command elements in a file: dcmread's own handling
         tag = group << 16 | elem
         if stop_before_pixels and tag in _PIXEL_TAGS:
             return out, start
@@ -169,55 +171,56 @@ def _undefined(data: bytes, tag: int, vr: str | None, pos: int, start: int, impl
             vr = dictionary_VR(tag)
         except KeyError:
             raise _Unusual from None
-    if vr == "SQ":
-        seq = read_sequence(fp, implicit, True, _UNDEFINED, encoding)
-        return seq, fp.tell(), DataElement(BaseTag(tag), vr, seq, pos, is_undefined_length=True)
-    value = read_undefined_length_value(fp, True, SequenceDelimiterTag, None)
+    try:
+        if vr == "SQ":
+            seq = read_sequence(fp, implicit, True, _UNDEFINED, encoding)
+            return seq, fp.tell(), DataElement(BaseTag(tag), vr, seq, pos, is_undefined_length=True)
+        value = read_undefined_length_value(fp, True, SequenceDelimiterTag, None)
+    except EOFError:  # no delimiter before the end: dcmread decides what that gives
+        raise _Unusual from None
     return value, fp.tell(), RawDataElement(BaseTag(tag), vr, _UNDEFINED, value, pos, implicit, True, True, False)
 
 
 _US = Struct("<H")
-_KIND_VR = {"US": "US", "IS": "IS", "CS": "CS"}
 
 
 def quick_value(ds: Dataset, tag: int, kind: str, default=None):
     """The value of a US, IS or CS element of a little-endian dataset, read from its raw bytes when it has not
     been converted yet (a tenth of the cost of ``ds.Rows`` and the like); otherwise, or when the raw element is
-    not the plain single value expected, through pydicom. ``default`` when the element is absent or empty.
+    not the plain single value expected, through pydicom. ``default`` when the element is absent; None when it
+    is present but empty (as ``ds.get`` gives).
 
     Only single values: a multi-valued element is returned as pydicom converts it."""
     elem = ds._dict.get(tag)
     if elem is None:
         return default
     if isinstance(elem, RawDataElement) and elem.is_little_endian and elem.VR in (kind, None) \
-            and elem.value is not None:
+            and elem.value is not None and b"\\" not in elem.value:
         raw = elem.value
         if not raw:
-            return default
+            return None
         if kind == "US":
             if len(raw) == 2:
                 return _US.unpack(raw)[0]
-        elif b"\\" not in raw:
+        elif kind == "CS":
+            text = convert_string(raw, True)  # pydicom's own
+            return text if text else None
+        else:
             text = raw.decode("ascii", "replace").strip(" \0")
             if not text:
-                return default
-            if kind == "IS":
-                try:
-                    return int(text)
-                except ValueError:
-                    pass  # pydicom's rules (e.g. "1.0")
-            else:
-                return text
+                return None
+            if text.lstrip("+-").isdigit():
+                return int(text)
     value = ds[tag].value
-    return default if value in (None, "", b"") else value
+    return None if value in (None, "", b"") else value
 
 
 _QUICK_VRS = frozenset({"US", "UI", "CS", "IS", "OB", "OW"})
 
 
 def convert_now(ds: Dataset, tags) -> None:
-    """Convert these raw elements of ``ds`` now, with pydicom's own value conversion (``convert_value``) but
-    without the per-element hooks and validation of a first attribute access: the same values, a quarter of
+    """Convert these raw elements of ``ds`` now, with pydicom's own value conversion (``convert_value``) and the
+    DataElement pydicom would make, but without the per-access hook machinery: the same elements, a quarter of
     the cost. Only plain little-endian elements of the VRs above; anything else is left to pydicom, as is
     everything when pydicom's conversion hooks or callbacks have been customised."""
     if config.data_element_callback or hooks.raw_element_kwargs \
@@ -227,14 +230,13 @@ def convert_now(ds: Dataset, tags) -> None:
     for tag in tags:
         raw = d.get(tag)
         if type(raw) is not RawDataElement or raw.VR not in _QUICK_VRS or not raw.is_little_endian \
-                or raw.length == _UNDEFINED:
+                or raw.length == _UNDEFINED or tag >> 16 & 1:  # private elements: through pydicom (creator)
             continue
         try:
             value = convert_value(raw.VR, raw, None)
         except Exception:  # noqa: BLE001, S112 - left raw: pydicom reports it when the element is used
             continue
-        d[tag] = DataElement(raw.tag, raw.VR, value, raw.value_tell, False, already_converted=True,
-                             validation_mode=config.IGNORE)
+        d[tag] = DataElement(raw.tag, raw.VR, value, raw.value_tell, False, already_converted=True)
 
 
 _PIXEL_KEYWORDS = [(kw, BaseTag(pydicom.datadict.tag_for_keyword(kw))) for kw in (

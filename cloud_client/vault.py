@@ -64,16 +64,17 @@ class Vault:
 def atomic_write(path: Path, blob: bytes, *, durable: bool = True) -> None:
     """Write ``blob`` to ``path`` so that readers see the old file or the whole new one, never a part.
 
-    ``durable``: on disk before returning (the file and the directory entry fsynced). Without it the change is
-    still atomic, but a power cut may undo it: only for changes whose loss is harmless."""
+    ``durable``: on disk before returning (the file and then its directory entry fsynced). Without it the new
+    file's bytes are still fsynced before the rename - so after a power cut the path holds the old file or the
+    whole new one, never an empty or torn one - but the rename itself may be undone: only for changes whose
+    loss is harmless."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(blob)
             fh.flush()
-            if durable:
-                os.fsync(fh.fileno())
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

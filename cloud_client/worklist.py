@@ -248,10 +248,11 @@ class TransactionStore:
             atomic_write(self.path, json.dumps(data, indent=1).encode())
 
     def remove(self, server: str, user: str, workitem_uid: str, *, durable: bool = True) -> None:
-        """Forget a claim. ``durable=False`` (atomic, not fsynced) is for a workitem in a final state
-        (COMPLETED): a claim that comes back after a power cut is then harmless - the worklist finds the workitem
-        COMPLETED and forgets it again, and completing it again succeeds - so completing waits for no disk. A
-        released claim must not come back (someone else may hold the workitem by then): durable."""
+        """Forget a claim. ``durable=False`` (the new file's bytes fsynced, its rename not) is for a workitem in a
+        final state (COMPLETED): if a power cut undoes the rename, the old file - with every other claim intact -
+        brings this claim back, which is harmless: the worklist finds the workitem COMPLETED and forgets it again,
+        and completing it again succeeds. A released claim must not come back (someone else may hold the workitem
+        by then): durable."""
         with self._lock:
             data = self._read()
             if data.pop(self._key(server, user, workitem_uid), None) is not None:
@@ -513,7 +514,7 @@ class WorklistClient:
             raise failed.error from None
         # the study was saved at claim time; only entries written by older versions need the lookup
         study = entry.get("study_uid") or self._study_of(workitem_uid)
-        self.store.remove(self.session.base_url, self.user, workitem_uid, durable=False)  # COMPLETED is final
+        self.store.remove(self.session.base_url, self.user, workitem_uid, durable=False)  # COMPLETED: final
         if self.cache is not None and study:
             self.cache.unpin(study)
         self._audit("complete", SUCCESS, workitem_uid=workitem_uid, study_uids=_uids(study),

@@ -332,9 +332,10 @@ def test_stored_is_kept_when_the_completion_then_fails(fake_ups, tmp_path):
     assert not _stows(fake_ups) and fake_ups.state == "COMPLETED"  # the SR was not sent again
 
 
-def test_forgetting_a_completed_claim_waits_for_no_disk_but_a_release_does(tmp_path, monkeypatch):
-    """remove(durable=False) (completion: the workitem is in its final state) is atomic without fsync; the default
-    (release) fsyncs the file and its directory, so a released claim cannot come back after a power cut."""
+def test_forgetting_a_completed_claim_skips_the_directory_fsync_but_a_release_does_not(tmp_path, monkeypatch):
+    """remove(durable=False) (completion: the workitem is in its final state) fsyncs the new file's bytes - a power
+    cut cannot leave an empty file that would lose the other claims - but not the rename; the default (release)
+    fsyncs the file and its directory, so a released claim cannot come back after a power cut."""
     import os
 
     from cloud_client.worklist import TransactionStore
@@ -346,7 +347,7 @@ def test_forgetting_a_completed_claim_waits_for_no_disk_but_a_release_does(tmp_p
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
     store.remove("https://pacs", "reader1", "1.2.3", durable=False)
-    assert synced == [] and store.held("https://pacs", "reader1") == ["1.2.4"]
+    assert len(synced) == 1 and store.held("https://pacs", "reader1") == ["1.2.4"]
     store.remove("https://pacs", "reader1", "1.2.4")
-    assert len(synced) == 2 and store.held("https://pacs", "reader1") == []
+    assert len(synced) == 3 and store.held("https://pacs", "reader1") == []
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []

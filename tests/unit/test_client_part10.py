@@ -5,6 +5,7 @@ sequences, encapsulated pixel data, character sets and truncation. Also its help
 values, converted ahead), pixel_ids (= pydicom's get_image_pixel_ids) and quick_value."""
 import copy
 import io
+import struct
 import warnings
 from pathlib import Path
 
@@ -146,11 +147,16 @@ def test_same_as_dcmread_on_real_and_pydicom_files(real_data, stop_before_pixels
 
 
 def test_same_as_dcmread_on_implicit_vr_and_undefined_length_sequences(real_data):
-    cases = [(f"{name}:{kind}", blob) for name, data in _corpus(real_data)[::3] for kind, blob in _reencoded(data)]
+    cases = [(f"{name}:{kind}", blob) for name, data in _corpus(real_data) for kind, blob in _reencoded(data)]
     kinds = {c[0].rsplit(":", 1)[1] for c in cases}
     assert kinds == {"implicit", "undefined-sq", "implicit-undefined-sq"}
-    fast = sum(_same_result(blob, name) for name, blob in cases)
-    assert fast > 0.8 * len(cases), (fast, len(cases))
+    fast = {k: [0, 0] for k in kinds}
+    for name, blob in cases:
+        counts = fast[name.rsplit(":", 1)[1]]
+        counts[0] += _same_result(blob, name)
+        counts[1] += 1
+    for kind, (took, of) in fast.items():  # each encoding takes the fast path, implicit VR included
+        assert of >= 5 and took > 0.8 * of, (kind, took, of)
 
 
 def test_encapsulated_character_sets_and_the_demo_series_take_the_fast_path(real_data, tmp_path):
@@ -255,3 +261,68 @@ def test_decoded_pixels_are_kept_and_pydicom_sees_them_current(real_data):
             ds.PixelData = bytes(len(ds.PixelData))
             assert ds.pixel_array is not kept and not ds.pixel_array.any(), f.name
     assert used > 40
+
+
+# Byte-level cases (a minimal Part 10 file: preamble, DICM, file meta, a few dataset elements).
+def _ex(group, elem, vr, value, length=None):
+    long_vrs = {"OB", "OD", "OF", "OL", "OW", "OV", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+    n = len(value) if length is None else length
+    if vr in long_vrs:
+        return struct.pack("<HH2sHL", group, elem, vr.encode(), 0, n) + value
+    return struct.pack("<HH2sH", group, elem, vr.encode(), n) + value
+
+
+def _pad(text):
+    raw = text.encode()
+    return raw + b"\0" * (len(raw) % 2)
+
+
+def _meta(ts, first=None):
+    body = _ex(2, 1, "OB", b"\0\1") + _ex(2, 2, "UI", _pad("1.2.840.10008.5.1.4.1.1.7")) \
+        + _ex(2, 3, "UI", _pad("1.2.3.4.5")) + (_ex(2, 0x10, "UI", _pad(ts)) if ts else b"") \
+        + _ex(2, 0x12, "UI", _pad("1.2.3.9"))
+    group_length = _ex(2, 0, "UL", struct.pack("<L", len(body))) if first is None else first
+    return b"\0" * 128 + b"DICM" + group_length + body
+
+
+_DATASET = _ex(8, 0x16, "UI", _pad("1.2.840.10008.5.1.4.1.1.7")) + _ex(8, 0x18, "UI", _pad("1.2.3.4.5")) \
+    + _ex(0x10, 0x10, "PN", _pad("A^B"))
+_ITEM = struct.pack("<HHL", 0xFFFE, 0xE000, 0) + struct.pack("<HHL", 0xFFFE, 0xE000, 4) + b"\xff\xd8\xff\xd9"
+
+
+@pytest.mark.parametrize("case", [
+    "unknown-syntax", "private-syntax", "multi-valued-syntax", "no-delimiter", "meta-only", "command-elements",
+    "meta-out-of-order", "no-syntax", "encapsulated"])
+def test_byte_level_cases_behave_as_dcmread(case):
+    """Cases found in review: transfer syntaxes pydicom does not know (newer or private), a missing sequence
+    delimiter at the end, a file with only its meta, command elements in the dataset, meta elements out of
+    order - read_part10 gives what dcmread gives (it hands them to dcmread)."""
+    explicit = "1.2.840.10008.1.2.1"
+    data = {
+        "unknown-syntax": _meta("1.2.840.10008.1.2.4.110") + _DATASET,  # JPEG XL: newer than pydicom 3.0
+        "private-syntax": _meta("1.2.840.113619.5.2") + _DATASET,
+        "multi-valued-syntax": _meta(explicit + "\\1.2") + _DATASET,
+        "no-delimiter": _meta("1.2.840.10008.1.2.4.50") + _DATASET + _ex(0x7FE0, 0x10, "OB", _ITEM, 0xFFFFFFFF),
+        "meta-only": _meta(explicit),
+        "command-elements": _meta(explicit) + _ex(0, 0x100, "US", struct.pack("<H", 1)) + _DATASET,
+        "meta-out-of-order": b"\0" * 128 + b"DICM" + _ex(2, 1, "OB", b"\0\1") + _ex(2, 0, "UL", b"\0\0")
+        + _ex(2, 0x10, "UI", _pad(explicit)) + _DATASET,
+        "no-syntax": _meta(None) + _DATASET,
+        "encapsulated": _meta("1.2.840.10008.1.2.4.50") + _DATASET
+        + _ex(0x7FE0, 0x10, "OB", _ITEM + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0), 0xFFFFFFFF),
+    }[case]
+    fast = _same_result(data, case)
+    assert fast == (case == "encapsulated")
+
+
+def test_quick_value_is_none_for_a_present_empty_element_and_reads_cs_as_pydicom():
+    explicit = "1.2.840.10008.1.2.1"
+    data = _meta(explicit) + _DATASET + _ex(0x28, 2, "US", b"") + _ex(0x28, 4, "CS", b" MONOCHROME2") \
+        + _ex(0x28, 0x10, "US", struct.pack("<H", 4))
+    ds = read_part10(data)
+    assert quick_value(ds, 0x00280002, "US", 1) is None  # present but empty: not the default
+    assert quick_value(ds, 0x00280004, "CS", "") == pydicom.dcmread(io.BytesIO(data)).PhotometricInterpretation
+    assert quick_value(ds, 0x00280010, "US", 0) == 4 and quick_value(ds, 0x00280011, "US", 7) == 7
+    from cloud_client.retrieve import _native_pixels
+
+    assert _native_pixels(ds) is None  # not decoded natively: pydicom's rules (and its error) apply
