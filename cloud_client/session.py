@@ -77,6 +77,15 @@ class DicomWebSession:
         s.mount("http://", adapter)
         s.mount("https://", adapter)
         s.headers["User-Agent"] = "ReadRoom/0.1"
+        # The environment's proxy (HTTP(S)_PROXY, NO_PROXY) and CA (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) settings
+        # for this server, read once: requests would otherwise read the whole environment again on every
+        # request (about 1 ms each - more than an UPS state change takes on loopback). netrc is not consulted:
+        # credentials live in the keyring.
+        env = s.merge_environment_settings(self.base_url, {}, None, s.verify, None)
+        s.proxies.update(env.get("proxies") or {})
+        if s.verify is True and isinstance(env.get("verify"), str):
+            s.verify = env["verify"]
+        s.trust_env = False
         self.http = s
         self.has_credentials = secret is not None
 

@@ -92,3 +92,56 @@ def test_custom_ca_bundle_and_bearer_token(https_server):
     bad = DicomWebSession(ServerProfile("t", url, "u", auth_kind="bearer", ca_bundle=str(ca_pem)), "expired")
     with pytest.raises(AuthError, match="Sign in again"):
         bad.qido_studies()
+
+
+def test_ca_bundle_from_the_environment_is_honoured(https_server, monkeypatch):
+    """REQUESTS_CA_BUNDLE (a clinic's IT may set it system-wide) still verifies the archive when the profile names
+    no CA bundle: the session reads the environment once, when it is made."""
+    url, ca_pem, seen = https_server
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_pem))
+    s = DicomWebSession(ServerProfile("t", url, "u", auth_kind="bearer"), "good-token")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    assert s.qido_studies() == [] and seen[-1] == "Bearer good-token"
+    assert s.http.trust_env is False  # not read again per request
+
+
+def test_proxy_from_the_environment_is_used_and_no_proxy_is_honoured(monkeypatch):
+    """HTTP(S)_PROXY from the environment carries the requests (read once per session); NO_PROXY exempts a host."""
+    from http.server import BaseHTTPRequestHandler
+
+    from tests.fixtures.http import LocalServer
+
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            seen.append(self.path)  # a proxy is sent the absolute URL
+            self.send_response(200)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+    proxy = LocalServer()
+    proxy.serve(Proxy)
+    try:
+        archive = "http://archive.clinic.invalid/dicom-web"
+        profile = ServerProfile("t", archive, "u", allow_insecure_http=True, connect_timeout_s=2)
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.root)
+        monkeypatch.setenv("http_proxy", proxy.root)
+        s = DicomWebSession(profile, "pw")
+        assert s.qido_studies() == []
+        assert seen == ["http://archive.clinic.invalid/dicom-web/studies"]
+        monkeypatch.setenv("NO_PROXY", "archive.clinic.invalid")
+        monkeypatch.setenv("no_proxy", "archive.clinic.invalid")
+        direct = DicomWebSession(profile, "pw")
+        with pytest.raises(ArchiveUnavailable):  # straight to the (unresolvable) host, not through the proxy
+            direct.qido_studies()
+        assert len(seen) == 1
+    finally:
+        proxy.close()
