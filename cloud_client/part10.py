@@ -11,8 +11,9 @@ VR, a truncated element) is read by ``pydicom.dcmread`` itself, so the result ne
 both readers element by element on generated and real-world files, and the fetch benchmark keeps
 ``pydicom.dcmread`` as the comparison.
 
-Also: :func:`pixel_description`, the few values that say how to decode Pixel Data, read from the raw
-elements without converting the whole dataset.
+Also the helpers that keep the stream's own reads of a dataset cheap: :func:`convert_now` (pydicom's conversion of
+chosen elements, done ahead), :func:`quick_value` (a US/IS/CS value from its raw bytes) and :func:`pixel_ids`
+(pydicom's ``get_image_pixel_ids`` through the element store).
 """
 from __future__ import annotations
 
@@ -69,12 +70,10 @@ def _read(data: bytes, stop_before_pixels: bool = False) -> FileDataset:
     if len(data) < 144 or data[128:132] != b"DICM":
         raise _Unusual
     meta_raw, pos = _elements(data, 132, implicit=False, meta=True)
-    if not meta_raw or pos >= len(data) or list(meta_raw) != sorted(meta_raw):
-        raise _Unusual  # no meta, nothing after it, or meta out of order: dcmread's own rules for those
+    if not meta_raw or 0x00020010 not in meta_raw or pos >= len(data) or list(meta_raw) != sorted(meta_raw):
+        raise _Unusual  # no meta or syntax, nothing after it, or meta out of order: dcmread's own rules
     file_meta = FileMetaDataset(meta_raw)
     file_meta.set_original_encoding(False, True, default_encoding)
-    if 0x00020010 not in meta_raw:
-        raise _Unusual
     # The elements dcmread converts while reading the file meta (its first one, the transfer syntax).
     try:
         file_meta[next(iter(meta_raw))]
@@ -145,8 +144,7 @@ def _elements(data: bytes, pos: int, *, implicit: bool, meta: bool, stop_before_
         if length == _UNDEFINED:
             if meta:
                 raise _Unusual
-            value, pos, element = _undefined(data, tag, vr, pos, start, implicit, encoding)
-            out[BaseTag(tag)] = element
+            pos, out[base_tag(tag)] = _undefined(data, tag, vr, pos, implicit, encoding)
             continue
         if pos + length > end:
             raise _Unusual  # truncated value
@@ -160,8 +158,9 @@ def _elements(data: bytes, pos: int, *, implicit: bool, meta: bool, stop_before_
     return out, pos
 
 
-def _undefined(data: bytes, tag: int, vr: str | None, pos: int, start: int, implicit: bool, encoding):
-    """An undefined-length element at ``pos`` (its value's start), read by pydicom's own readers."""
+def _undefined(data: bytes, tag: int, vr: str | None, pos: int, implicit: bool, encoding):
+    """An undefined-length element whose value starts at ``pos``, read by pydicom's own readers:
+    ``(end, element)``."""
     fp = io.BytesIO(data)
     fp.seek(pos)
     if vr == "UN":
@@ -174,11 +173,11 @@ def _undefined(data: bytes, tag: int, vr: str | None, pos: int, start: int, impl
     try:
         if vr == "SQ":
             seq = read_sequence(fp, implicit, True, _UNDEFINED, encoding)
-            return seq, fp.tell(), DataElement(BaseTag(tag), vr, seq, pos, is_undefined_length=True)
+            return fp.tell(), DataElement(BaseTag(tag), vr, seq, pos, is_undefined_length=True)
         value = read_undefined_length_value(fp, True, SequenceDelimiterTag, None)
     except EOFError:  # no delimiter before the end: dcmread decides what that gives
         raise _Unusual from None
-    return value, fp.tell(), RawDataElement(BaseTag(tag), vr, _UNDEFINED, value, pos, implicit, True, True, False)
+    return fp.tell(), RawDataElement(BaseTag(tag), vr, _UNDEFINED, value, pos, implicit, True, True, False)
 
 
 _US = Struct("<H")
